@@ -1,0 +1,14 @@
+"""The list of built-in node modules; each exports NODES, a tuple of node classes."""
+
+from __future__ import annotations
+
+import importlib
+
+NODE_MODULES: tuple[str, ...] = ()
+
+
+def all_node_classes() -> list[type]:
+    classes: list[type] = []
+    for module_name in NODE_MODULES:
+        classes.extend(importlib.import_module(module_name).NODES)
+    return classes
