@@ -79,6 +79,9 @@ class ModelHandle:
     unet: Any  # nodes.sd.model_manager.LoadedModule
     family: Any  # nodes.sd.families.Family
     prediction: str = "epsilon"  # or "v_prediction"
+    # Raw VAE latents enter the denoiser as (latent - shift) * scale (the checkpoint's scale_factor).
+    latent_scale: float = 0.18215
+    latent_shift: float = 0.0
     patches: tuple[Any, ...] = ()
     source: str = ""  # the checkpoint's name, for metadata and routing
 
@@ -90,13 +93,20 @@ class ModelHandle:
 
 
 @dataclass(frozen=True)
+class TextEncoderSlot:
+    module: Any  # nodes.sd.model_manager.LoadedModule (a CLIPTextModel or CLIPTextModelWithProjection)
+    tokenizer: Any  # a transformers CLIPTokenizer
+    spec: Any  # nodes.sd.families.TextEncoderSpec
+    default_layer: int  # hidden-state index read when no clip skip is set (-1 last, -2 penultimate)
+
+
+@dataclass(frozen=True)
 class ClipHandle:
     """CLIP: the text encoder(s) and tokenizer(s) of a checkpoint, clip skip, and patches."""
 
-    encoders: tuple[Any, ...]  # nodes.sd.model_manager.LoadedModule per text encoder
-    tokenizers: tuple[Any, ...]
+    encoders: tuple[TextEncoderSlot, ...]
     family: Any
-    stop_at_layer: int = -1  # -1: the family's default output layer; -2: one before it (clip skip 2)…
+    stop_at_layer: int | None = None  # None: each encoder's default layer; -1 last, -2 penultimate, …
     patches: tuple[Any, ...] = ()
     source: str = ""
 
