@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import importlib
 
-NODE_MODULES: tuple[str, ...] = ()
+NODE_MODULES: tuple[str, ...] = (
+    "nodes.loaders.checkpoints",
+    "nodes.conditioning.text",
+    "nodes.latent.basics",
+    "nodes.latent.inpaint",
+    "nodes.sampling.ksampler",
+)
 
 
 def all_node_classes() -> list[type]:

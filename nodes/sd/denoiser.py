@@ -65,6 +65,7 @@ class CFGDenoiser:
         percent_to_sigma: Callable[[float], float],
         concat: torch.Tensor | None = None,
         residual_hooks: tuple[Callable[..., Any], ...] = (),
+        call_state: dict[str, Any] | None = None,
     ) -> None:
         self.unet = unet
         self.model = model
@@ -73,6 +74,8 @@ class CFGDenoiser:
         self.percent_to_sigma = percent_to_sigma
         self.concat = concat
         self.residual_hooks = residual_hooks
+        # Shared with model patches (IP-Adapter…): what the next UNet call is (σ, which rows are cond).
+        self.call_state = call_state if call_state is not None else {}
         parameter = next(unet.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.jobs = [_Job(e, COND, "positive") for e in positive]
@@ -156,6 +159,9 @@ class CFGDenoiser:
             ).repeat_interleave(batch, dim=0)
             kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids}
         state = SamplingState(sigma_b, timestep, tuple(x.shape[-2:]), extra)
+        self.call_state.update(
+            sigma=float(sigma_b[0]), batch=batch, branches=[j.branch for j in jobs], jobs=jobs,
+        )
         for hook in self.residual_hooks:
             hook(kwargs, x_in, context, jobs, state)
         out = self.unet(
