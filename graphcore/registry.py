@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -13,6 +15,8 @@ from graphcore.node import Alias, Node, object_info
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "diffgraph.nodes"
+# Extra node providers, "module:attribute" separated by commas (e.g. test nodes for a server subprocess).
+NODE_MODULES_ENV = "DIFFGRAPH_NODE_MODULES"
 
 
 @dataclass(frozen=True)
@@ -92,4 +96,17 @@ def discover(registry: Registry | None = None) -> Registry:
             log.exception("could not load node package %s (%s)", entry.name, entry.value)
             continue
         registry.add_all(provider())
+    for spec in filter(None, (part.strip() for part in os.environ.get(NODE_MODULES_ENV, "").split(","))):
+        registry.add_all(load_provider(spec))
     return registry
+
+
+def load_provider(spec: str) -> Iterable[type[Node]]:
+    """Node classes named by "module:attribute": a callable returning classes (or a Registry), or a sequence."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute or "node_classes")
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"${NODE_MODULES_ENV}: cannot load {spec!r}: {exc}") from exc
+    provided = target() if callable(target) else target
+    return provided.classes.values() if isinstance(provided, Registry) else provided
