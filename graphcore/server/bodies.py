@@ -20,7 +20,8 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 64
-PROMPT_ROUTE = "diffgraph.prompt_route"  # request key: answer errors with node_errors too
+# Request key: answer errors with node_errors too (RequestKey exists from aiohttp 3.12).
+PROMPT_ROUTE = web.RequestKey("prompt_route", bool) if hasattr(web, "RequestKey") else "diffgraph_prompt_route"
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
