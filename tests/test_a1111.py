@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
+from support.fixtures import tiny_checkpoint  # noqa: F401
 
 from graphcore import types
 from graphcore.a1111 import (
@@ -274,3 +276,33 @@ def test_every_sampler_reads_back(sampler, scheduler):
     assert "CFG scale: 8," in text and "Denoising" not in text and "Negative prompt" not in text
     p = parse_parameters(text)
     assert (p["sampler_name"], p["scheduler"]) == (sampler, scheduler)
+
+
+# ---------------------------------------------------------------------- end to end on a tiny SD1.x checkpoint
+
+
+def test_a1111_text_runs_and_its_png_reads_back(tiny_checkpoint, isolated_folders):  # noqa: F811
+    """A1111 text → txt2img graph → real run on a tiny checkpoint → PNG whose `parameters` say the same."""
+    from graphcore.executor import Executor
+    from graphcore.metadata import png_text_chunks, read_image_workflow
+    from nodes.catalog import all_node_classes
+    from nodes.image import load, save, transform
+
+    tiny_checkpoint("sd1").link_into(isolated_folders.models_dir / "checkpoints" / "sd15", name="tiny_one")
+    registry = Registry().add_all([*all_node_classes(), *load.NODES, *save.NODES, *transform.NODES])
+    text = ("a cat on a roof\nNegative prompt: dog, blurry\nSteps: 3, Sampler: DPM++ 2M Karras, CFG scale: 5, "
+            "Seed: 7, Size: 64x48, Model: tiny_one, Clip skip: 2")
+    warnings: list[str] = []
+    graph = txt2img_graph(parse_parameters(text), checkpoints=isolated_folders.list_models("checkpoints"),
+                          warnings=warnings)
+    assert warnings == [] and graph["4"]["inputs"]["ckpt_name"] == "sd15/tiny_one.safetensors"
+    result = Executor(registry).run(graph)
+    assert result.ok, result.error and result.error.exception_message
+    (saved,) = result.outputs["9"]["images"]
+    path = isolated_folders.output_dir / saved["filename"]
+    with Image.open(path) as image:
+        assert image.size == (64, 48)
+    assert png_text_chunks(path)["parameters"] == (
+        "a cat on a roof\nNegative prompt: dog, blurry\nSteps: 3, Sampler: DPM++ 2M, Schedule type: Karras, "
+        "CFG scale: 5, Seed: 7, Size: 64x48, Model: tiny_one, Clip skip: 2, Version: diffgraph")
+    assert read_image_workflow(path).api == graph
