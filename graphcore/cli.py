@@ -270,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth-token", help="required when listening beyond loopback (or $DIFFGRAPH_AUTH_TOKEN)")
     serve.add_argument("--data-dir", help="queue, history and saved workflows (default: the data folder)")
     serve.add_argument("--workers", default="local", help="'local' or 'ray[://ADDRESS]'")
+    serve.add_argument(
+        "--allow-origin", action="append", metavar="ORIGIN",
+        help="another origin allowed to send writes, e.g. https://studio.example behind a TLS proxy (repeatable)",
+    )
+    serve.add_argument("--history-size", type=int, default=10_000, help="finished prompts kept in the history")
+    serve.add_argument("--max-upload-mb", type=float, default=50, help="largest accepted upload")
     _add_folder_options(serve)
     serve.set_defaults(func=cmd_serve)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
@@ -54,7 +55,9 @@ async def _read_form(request: web.Request, limit: int) -> dict[str, Any]:
             if not isinstance(part, BodyPartReader) or not part.name:
                 raise BadRequest("nested or unnamed form parts are not accepted")
             if part.filename is not None:
-                fields[part.name] = (part.filename, await _read_capped(part, limit, "the file"))
+                # Some clients percent-encode the name (aiohttp's FormData does); sanitising follows.
+                filename = unquote(part.filename)
+                fields[part.name] = (filename, await _read_capped(part, limit, "the file"))
             else:
                 raw = await _read_capped(part, MAX_FIELD_BYTES, f"field {part.name!r}")
                 fields[part.name] = raw.decode("utf-8", "replace")

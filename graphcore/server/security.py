@@ -105,9 +105,11 @@ def origin_allowed(origin: str, request: web.Request, policy: SecurityPolicy) ->
         return False
     if url.scheme not in ("http", "https") or url.host is None or url.path not in ("", "/"):
         return False  # includes "null" (sandboxed frames, file: pages)
+    # Behind a TLS-terminating proxy the page's https origin differs from the request's scheme: such
+    # set-ups name their origin with --allow-origin.
     origin_host, origin_port = url.host.lower().strip("[]"), url.port or DEFAULT_PORTS[url.scheme]
     host, port = _host_port(request.host, request.scheme)
-    return (origin_host, origin_port) == (host, port)
+    return (url.scheme, origin_host, origin_port) == (request.scheme, host, port)
 
 
 def _refuse(status: int, error_type: str, message: str) -> web.Response:
