@@ -141,6 +141,14 @@ def test_listing_and_names_that_are_refused(isolated_folders, tmp_path_factory):
         assert [(e.error_type, e.input_name) for e in report.errors] == [("value_not_in_list", "image")], bad
 
 
+def test_corrupt_image_is_a_clear_error(isolated_folders):
+    (isolated_folders.input_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = Executor(registry()).run({"1": {"class_type": "LoadImage", "inputs": {"image": "broken.png"}},
+                                       "2": {"class_type": "Capture", "inputs": {"image": ["1", 0]}}})
+    assert result.status == "error" and result.error.node_id == "1"
+    assert result.error.exception_message.startswith("LoadImage: 'broken.png' is not a readable image")
+
+
 def test_annotated_names_reach_the_output_folder(isolated_folders):
     write_image(isolated_folders.output_dir / "done_00001_.png", RGBA)
     run({"1": {"class_type": "LoadImage", "inputs": {"image": "done_00001_.png [output]"}},

@@ -146,7 +146,7 @@ def read_frames(path: Path) -> list[Frame]:
                 frames.append(arrays)
                 if image.format == "MPO":
                     break
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageFileError(f"{path.name!r} is not a readable image: {exc}") from None
     if not frames:
         raise ImageFileError(f"{path.name!r} has no image frames")
@@ -167,7 +167,7 @@ def read_channel(path: Path, channel: str) -> np.ndarray:
             if image.getbands() != ("R", "G", "B", "A"):
                 image = image.convert("RGBA")
             values = np.asarray(image.getchannel(band), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageFileError(f"{path.name!r} is not a readable image: {exc}") from None
     return 1.0 - values if band == "A" else values
 
