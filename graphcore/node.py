@@ -74,6 +74,8 @@ class Node:
     aliases: ClassVar[tuple[Alias, ...]] = ()
     # ComfyUI's hidden inputs, rendered in object_info; values come from the context instead.
     hidden: ClassVar[dict[str, str]] = {}
+    # Inputs that workflows from other tools carry and that mean nothing here (e.g. LoadImage's "upload").
+    ignored_inputs: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def type_name(cls) -> str:

@@ -200,7 +200,7 @@ class _Validator:
         raw_inputs: dict[str, Any] = {}
         for their_name, value in node.inputs.items():
             our_name = renames.get(their_name, their_name)
-            if alias and their_name in alias.ignored:
+            if (alias and their_name in alias.ignored) or their_name in cls.ignored_inputs:
                 continue
             if our_name not in cls.inputs:
                 self.warnings.append(f"node {node_id} ({node.class_type}): unknown input '{their_name}' ignored")

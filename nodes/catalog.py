@@ -10,6 +10,9 @@ NODE_MODULES: tuple[str, ...] = (
     "nodes.latent.basics",
     "nodes.latent.inpaint",
     "nodes.sampling.ksampler",
+    "nodes.image.load",
+    "nodes.image.save",
+    "nodes.image.transform",
 )
 
 

@@ -56,6 +56,7 @@ class LoadImage(Node):
     )
     inputs = {"image": InputImage(tooltip="A file in the input folder (upload one with the button).")}
     outputs = (Output(types.IMAGE, "IMAGE"), Output(types.MASK, "MASK"))
+    ignored_inputs = ("upload",)  # ComfyUI's API exports carry its upload button's value
 
     @classmethod
     def fingerprint(cls, constants: dict[str, Any]) -> Any:
