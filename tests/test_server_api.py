@@ -232,6 +232,23 @@ async def test_events_go_only_to_the_submitting_client(client):
     assert set(leaked) <= {"status"}, leaked
 
 
+async def test_a_prompt_running_at_shutdown_runs_again_after_the_restart(aiohttp_client, isolated_folders, tmp_path):
+    config = server_config(tmp_path / "data")
+    first = await aiohttp_client(create_app(config, registry(), isolated_folders))
+    ws = await first.ws_connect("/ws?clientId=r")
+    prompt_id = await submit(first, slow_graph(value=5, steps=40, delay=0.01, preview=False), client_id="r")
+    await next_event(ws, "progress")
+    await ws.close()
+    await first.close()  # a clean stop interrupts the prompt and puts it back in the queue
+
+    second = await aiohttp_client(create_app(config, registry(), isolated_folders))
+    body = await (await second.post("/run", json={"prompt": save_graph(1)})).json()
+    assert body["status"]["status_str"] == "success"  # queued after the resumed prompt, so that ran first
+    entry = await history_entry(second, prompt_id)
+    assert entry["status"]["status_str"] == "success"
+    assert [m[0] for m in entry["status"]["messages"]][-1] == "execution_success"
+
+
 # -- submission variants ------------------------------------------------------------------------------------
 
 
