@@ -107,7 +107,19 @@ class SrvCheckpoint(Node):
         return (str(ctx.folders.resolve_model("checkpoints", ckpt_name)),)
 
 
-SERVER_NODES = (SrvNumber, SrvSave, SrvSlow, SrvOOM, SrvCheckpoint)
+class SrvResult(Node):
+    """An output node that only reports its value (a trivial graph's end, for the benchmark)."""
+
+    category = "test"
+    output_node = True
+    inputs = {"value": Socket(types.INT)}
+    outputs = ()
+
+    def run(self, ctx, value):
+        return Result((), {"value": [value]})
+
+
+SERVER_NODES = (SrvNumber, SrvSave, SrvSlow, SrvOOM, SrvCheckpoint, SrvResult)
 
 
 def node_classes() -> list[type[Node]]:

@@ -1,9 +1,13 @@
-"""The persistent queue and history: one SQLite table (WAL, synchronous=FULL) under the data folder.
+"""The persistent queue and history: one SQLite table (WAL) under the data folder.
 
 A prompt row moves pending → running → done and is never deleted while it is pending or running, so
-a crash or a restart loses nothing: rows found `running` at start-up go back to `pending` (a prompt
+a crash or a restart loses nothing. Rows found `running` at start-up go back to `pending` (a prompt
 that was running during MAX_ATTEMPTS server stops is finished as an error instead, so one prompt that
 kills the process cannot keep it from serving). Done rows are the history, trimmed to the newest N.
+
+Durability: submissions are committed with synchronous=FULL, so an accepted prompt is on disk even
+through a power cut; the other writes use NORMAL, which in WAL mode survives a killed process, and whose
+loss in a power cut only means that a prompt runs again.
 
 One connection, guarded by a lock: the server's database thread and the workers share it; each call
 is a short transaction.
@@ -98,8 +102,7 @@ class QueueStore:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a submitted prompt is on disk when /prompt answers (submissions are group-committed).
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -116,7 +119,7 @@ class QueueStore:
         """Queue prompts in one transaction; returns the ids that were new (the others are duplicates)."""
         now = time.time()
         added: set[str] = set()
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(durable=True):
             for item in prompts:
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO prompts (prompt_id, number, state, client_id, prompt, extra_data,"
@@ -286,19 +289,29 @@ class QueueStore:
             (self._done_seq - self.history_size,),
         )
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _transaction(self, durable: bool = False) -> _Transaction:
+        return _Transaction(self._db, durable)
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE … COMMIT; a durable one is fsynced (submissions are group-committed, so one fsync
+    covers everything submitted meanwhile)."""
+
+    def __init__(self, db: sqlite3.Connection, durable: bool) -> None:
         self.db = db
+        self.durable = durable
 
     def __enter__(self) -> None:
+        if self.durable:
+            self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        try:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            if self.durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
 
 
 _HISTORY_COLUMNS = (

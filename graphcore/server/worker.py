@@ -79,6 +79,7 @@ class LocalPool:
         self.lock = threading.Lock()  # claim + current prompt, against interrupts
         self.cond = threading.Condition()
         self.generation = 0
+        self.idle = 0  # workers waiting for work
         self.stopping = False
         self.workers = [_Worker(self, name) for name in devices]
 
@@ -98,7 +99,8 @@ class LocalPool:
     def wake(self) -> None:
         with self.cond:
             self.generation += 1
-            self.cond.notify_all()
+            if self.idle:  # busy workers look for the next prompt anyway
+                self.cond.notify_all()
 
     def interrupt(self, prompt_id: str | None = None) -> list[str]:
         stopped = []
@@ -157,7 +159,9 @@ class _Worker(threading.Thread):
                 self.current = None
                 time.sleep(1.0)
             with pool.cond:
+                pool.idle += 1
                 pool.cond.wait_for(lambda gen=generation: pool.stopping or pool.generation != gen, timeout=5.0)
+                pool.idle -= 1
 
     def _apply_free(self) -> None:
         with self.pool.cond:
