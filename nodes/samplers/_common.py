@@ -12,7 +12,6 @@ Every sampler has the signature
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -118,7 +117,3 @@ def lagrange_integral(nodes: list[float], j: int, start: float, end: float) -> f
             poly *= np.poly1d([1.0, -node]) / (nodes[j] - node)
     antiderivative = poly.integ()
     return float(antiderivative(end) - antiderivative(start))
-
-
-def isclose(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
