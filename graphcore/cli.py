@@ -226,8 +226,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    graph = load_workflow_file(args.input)
-    print(json.dumps(graph, indent=2))
+    from graphcore.convert import ConvertError, convert_any
+
+    folders = _configure_folders(args)
+    file = Path(args.input)
+    if not file.is_file():
+        raise CliError(f"{args.input}: no such file")
+    model_map = {}
+    for item in args.map or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise CliError(f"--map {item!r}: expected OLD_NAME=NEW_NAME")
+        model_map[old] = new
+    try:
+        result = convert_any(file.read_bytes(), _registry(), folders=folders, model_map=model_map,
+                             our_names=args.our_names)
+    except ConvertError as exc:
+        raise CliError(f"{args.input}: {exc}") from None
+    if args.report:
+        for line in result.report.lines():
+            print(line, file=sys.stderr)
+    text = json.dumps(result.prompt, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
     return 0
 
 
@@ -279,8 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_folder_options(serve)
     serve.set_defaults(func=cmd_serve)
 
-    conv = sub.add_parser("convert", help="print the API-format graph of a workflow JSON or PNG")
-    conv.add_argument("input")
+    conv = sub.add_parser(
+        "convert", help="print the API-format graph of a workflow: ComfyUI UI or API JSON, diffgraph's, or an image"
+    )
+    conv.add_argument("input", help="a .json workflow or a PNG/JPEG/WebP carrying one (or A1111 parameters)")
+    conv.add_argument("--report", action="store_true", help="print the import report to stderr")
+    conv.add_argument("--our-names", action="store_true", help="write our node type and input names, not ComfyUI's")
+    conv.add_argument("--map", action="append", metavar="OLD=NEW", help="use model NEW where the file names OLD")
+    conv.add_argument("-o", "--output", help="write the graph to this file instead of stdout")
+    _add_folder_options(conv)
     conv.set_defaults(func=cmd_convert)
     return parser
 
