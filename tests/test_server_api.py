@@ -175,7 +175,7 @@ async def test_interrupt_stops_the_running_prompt_and_the_next_one_runs(client):
 
 async def test_interrupting_one_prompt_never_stops_another_users_prompt(client):
     ws_a = await client.ws_connect("/ws?clientId=user-a")
-    running = await submit(client, slow_graph(value=1, steps=30, delay=0.01, preview=False), client_id="user-a")
+    running = await submit(client, slow_graph(value=1, steps=100, delay=0.01, preview=False), client_id="user-a")
     await next_event(ws_a, "progress")
     queued = await submit(client, slow_graph(value=2, steps=3, delay=0.0), client_id="user-b")
     response = await client.post("/interrupt", json={"prompt_id": queued})
@@ -247,6 +247,48 @@ async def test_a_prompt_running_at_shutdown_runs_again_after_the_restart(aiohttp
     entry = await history_entry(second, prompt_id)
     assert entry["status"]["status_str"] == "success"
     assert [m[0] for m in entry["status"]["messages"]][-1] == "execution_success"
+
+
+async def test_queue_status_is_broadcast_and_a_reconnecting_client_sees_its_running_node(client):
+    watcher = await client.ws_connect("/ws?clientId=watcher")
+    await watcher.receive()  # the greeting
+    prompt_id = await submit(client, slow_graph(steps=300, delay=0.01, preview=False), client_id="owner")
+    status = await next_event(watcher, "status")
+    assert status == {"status": {"exec_info": {"queue_remaining": 1}}}
+    while True:  # the owner's socket connects while its prompt runs
+        reconnected = await client.ws_connect("/ws?clientId=owner")
+        first = json.loads((await reconnected.receive()).data)
+        second = json.loads((await reconnected.receive(timeout=1)).data)
+        if second["type"] == "executing":
+            break
+        await reconnected.close()
+    assert first["type"] == "status" and first["data"]["sid"] == "owner"
+    assert second["data"] == {"node": "2", "display_node": "2", "prompt_id": prompt_id}
+    await client.post("/interrupt", json={"prompt_id": prompt_id})
+    await until_done(reconnected, prompt_id)
+    while (await next_event(watcher, "status"))["status"]["exec_info"]["queue_remaining"] != 0:
+        pass  # a broadcast from before the end may come first; the one after it says 0
+
+
+async def test_one_worker_per_device_runs_prompts_side_by_side(aiohttp_client, isolated_folders, tmp_path):
+    config = server_config(tmp_path / "data", devices=("dev0", "dev1"))
+    client = await aiohttp_client(create_app(config, registry(), isolated_folders))
+    ws = await client.ws_connect("/ws?clientId=two")
+    first = await submit(client, slow_graph(value=1, steps=300, delay=0.01, preview=False), client_id="two")
+    second = await submit(client, slow_graph(value=2, steps=300, delay=0.01, preview=False), client_id="two")
+    seen = set()
+    while len(seen) < 2:
+        seen.add((await next_event(ws, "progress"))["prompt_id"])
+    queue = await (await client.get("/queue")).json()
+    assert sorted(item[1] for item in queue["queue_running"]) == sorted([first, second])
+    stopped = await (await client.post("/interrupt", json={})).json()
+    assert sorted(stopped["interrupted"]) == sorted([first, second])  # without an id: every running prompt
+    for _ in range(200):
+        if (await (await client.get("/prompt")).json())["exec_info"]["queue_remaining"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    history = await (await client.get("/history")).json()
+    assert {history[first]["status"]["status_str"], history[second]["status"]["status_str"]} == {"error"}
 
 
 # -- submission variants ------------------------------------------------------------------------------------

@@ -140,3 +140,14 @@ async def test_pending_prompts_survive_kill_9_and_all_run_after_a_restart(tmp_pa
                 assert await response.json() == {"queue_running": [], "queue_pending": []}
         finally:
             assert restarted.stop() == 0
+
+
+async def test_node_modules_from_the_environment(monkeypatch):
+    from graphcore.registry import discover
+
+    monkeypatch.setenv("DIFFGRAPH_NODE_MODULES", "test_server_support:node_classes, engine_nodes:ALL")
+    found = discover()
+    assert "SrvSave" in found and "Number" in found
+    monkeypatch.setenv("DIFFGRAPH_NODE_MODULES", "no_such_module:nodes")
+    with pytest.raises(ImportError, match="DIFFGRAPH_NODE_MODULES"):
+        discover()

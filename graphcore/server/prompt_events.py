@@ -96,7 +96,7 @@ class PromptEvents(ExecutionEvents):
         self.messages: list[list[Any]] = []  # the history's status messages
         self.final: tuple[str, dict[str, Any]] | None = None
         self.current_node: str | None = None
-        self._last_preview = 0.0
+        self._last_preview = -math.inf
 
     def _send(self, event: str, data: dict[str, Any]) -> None:
         if self.client_id is not None and self.sink.wants(self.client_id):

@@ -143,7 +143,8 @@ class ServerState:
             for future in self._waiters.pop(prompt_id, ()):
                 if not future.done():
                     future.set_result(None)
-        self.queue_changed()
+        if prompt_ids:
+            self.queue_changed()
 
     def prompt_finished_threadsafe(self, prompt_id: str) -> None:
         if self.loop is not None and not self.loop.is_closed():

@@ -57,11 +57,14 @@ def parse_submission(body: dict[str, Any], *, wait_default: bool = False, prompt
         raise BadRequest("No prompt provided", "no_prompt", "the body needs a 'prompt' object (the API-format graph)")
     if not isinstance(prompt, dict):
         raise BadRequest("'prompt' must be a JSON object of node id → node", "invalid_prompt")
+    extra_data = dict(field_object(body, "extra_data"))
+    # Some clients put client_id only inside extra_data, where ComfyUI itself stores it.
+    client_id = field_str(body, "client_id", max_length=128) or field_str(extra_data, "client_id", max_length=128)
     return Submission(
         prompt=prompt,
-        client_id=field_str(body, "client_id", max_length=128),
+        client_id=client_id,
         prompt_id=field_id(body, "prompt_id"),
-        extra_data=dict(field_object(body, "extra_data")),
+        extra_data=extra_data,
         number=field_number(body, "number"),
         front=field_bool(body, "front"),
         targets=field_str_list(body, "partial_execution_targets"),
