@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from aiohttp import WSMsgType
 from engine_nodes import ALL as ENGINE_NODES
 
 from graphcore import types
@@ -209,18 +210,45 @@ def running_server(config: ServerConfig, registry: Registry, folders: Folders) -
         server.stop()
 
 
-def wait_for_history(get_json, prompt_ids: list[str], timeout: float = 20.0) -> dict[str, Any]:
-    """Poll GET /history until every id is there; `get_json(path)` does the request."""
-    deadline = time.monotonic() + timeout
-    while True:
-        history = get_json("/history")
-        if all(pid in history for pid in prompt_ids):
-            return history
-        if time.monotonic() > deadline:
-            missing = [pid for pid in prompt_ids if pid not in history]
-            raise AssertionError(f"{len(missing)} prompt(s) never reached the history: {missing[:5]}")
-        time.sleep(0.05)
+# -- helpers for the aiohttp test-client tests ----------------------------------------------------------------
 
 
-def dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()
+async def submit(client, prompt, **extra):
+    response = await client.post("/prompt", json={"prompt": prompt, **extra})
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["node_errors"] == {}
+    return body["prompt_id"]
+
+
+async def until_done(ws, prompt_id, timeout=15.0):
+    """Messages (type, data) and binary frames until `executing` with node null for `prompt_id`."""
+    messages, frames = [], []
+
+    async def read():
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                frames.append(msg.data)
+                continue
+            event = json.loads(msg.data)
+            messages.append((event["type"], event["data"]))
+            data = event["data"]
+            if event["type"] == "executing" and data["node"] is None and data["prompt_id"] == prompt_id:
+                return
+
+    await asyncio.wait_for(read(), timeout)
+    return [(kind, data) for kind, data in messages if kind != "status"], frames
+
+
+async def next_event(ws, kind, timeout=10.0):
+    async def read():
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT and json.loads(msg.data)["type"] == kind:
+                return json.loads(msg.data)["data"]
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def history_entry(client, prompt_id):
+    response = await client.get(f"/history/{prompt_id}")
+    return (await response.json())[prompt_id]
