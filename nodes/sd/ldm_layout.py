@@ -11,7 +11,8 @@ converter never drops or invents a tensor.
 
 Public functions return complete single-file keys (``prefix`` defaults to the standard checkpoint prefix; pass
 ``prefix=""`` for bare keys). Text encoders live in :mod:`nodes.sd.ldm_layout_text`; whole checkpoints are assembled
-by :func:`pipeline_to_single_file`.
+by :func:`pipeline_to_single_file`; the ``.yaml`` to put beside a non-standard one by
+:func:`nodes.sd.ldm_layout_yaml.ldm_yaml_config`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from typing import Any
 import torch
 
 from nodes.sd.ldm_layout_text import clip_text_to_ldm, open_clip_text_to_ldm
+from nodes.sd.ldm_layout_yaml import FAMILY_LAYOUT_NAMES, ldm_yaml_config
+
+__all__ = [
+    "FAMILY_LAYOUT_NAMES", "LDM_CONTROLNET_PREFIX", "LDM_UNET_PREFIX", "LDM_VAE_PREFIX", "SINGLE_FILE_LAYOUTS",
+    "clip_text_to_ldm", "controlnet_to_ldm", "ldm_yaml_config", "open_clip_text_to_ldm", "pipeline_to_single_file",
+    "unet_to_ldm", "vae_to_ldm",
+]  # fmt: skip
 
 StateDict = dict[str, torch.Tensor]
 
@@ -243,13 +251,6 @@ SINGLE_FILE_LAYOUTS: dict[str, SingleFileLayout] = {
     ),
     "sdxl_refiner": SingleFileLayout((("text_encoder_2", "open_clip", "conditioner.embedders.0.model."),)),
 }
-# Every family name used in diffgraph (shipped configs, test fixtures) → its single-file layout.
-FAMILY_LAYOUT_NAMES: dict[str, str] = {
-    "sd1": "sd1", "sd15": "sd1", "sd1_inpaint": "sd1", "sd15_inpaint": "sd1",
-    "sd2": "sd2", "sd2_base": "sd2", "sd2_v": "sd2", "sd2_inpaint": "sd2",
-    "sdxl": "sdxl", "sdxl_base": "sdxl", "sdxl_inpaint": "sdxl",
-    "sdxl_refiner": "sdxl_refiner",
-}  # fmt: skip
 
 
 def _state_dict_of(component: Any) -> Mapping[str, torch.Tensor]:

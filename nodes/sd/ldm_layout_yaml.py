@@ -16,6 +16,14 @@ from typing import Any
 
 Config = Mapping[str, Any]
 
+# Every family name used in diffgraph (shipped configs, families table, test fixtures) → its single-file layout.
+FAMILY_LAYOUT_NAMES: dict[str, str] = {
+    "sd1": "sd1", "sd15": "sd1", "sd1_inpaint": "sd1", "sd15_inpaint": "sd1",
+    "sd2": "sd2", "sd2_base": "sd2", "sd2_v": "sd2", "sd2_inpaint": "sd2",
+    "sdxl": "sdxl", "sdxl_base": "sdxl", "sdxl_inpaint": "sdxl",
+    "sdxl_refiner": "sdxl_refiner",
+}  # fmt: skip
+
 # Size-conditioning embedders of SDXL-layout UNets: the input keys whose Fourier features make up `adm_in_channels`.
 _SDXL_TIME_INPUTS = {
     "sdxl": ("original_size_as_tuple", "crop_coords_top_left", "target_size_as_tuple"),
@@ -184,7 +192,7 @@ _WRITERS = {"sd1": _ldm_config, "sd2": _ldm_config, "sdxl": _sgm_config, "sdxl_r
 
 
 def ldm_yaml_config(
-    layout: str,
+    family: str,
     unet: Config,
     vae: Config,
     text_encoders: Mapping[str, Config],
@@ -192,12 +200,11 @@ def ldm_yaml_config(
 ) -> dict[str, Any]:
     """The LDM/SGM config (a dict ready for ``yaml.safe_dump``) describing a model of these diffusers configs.
 
-    ``layout`` is a single-file layout (``sd1``, ``sd2``, ``sdxl``, ``sdxl_refiner``; see
-    :data:`nodes.sd.ldm_layout.FAMILY_LAYOUT_NAMES` for family names); ``text_encoders`` maps pipeline names
-    (``text_encoder``, ``text_encoder_2``) to CLIPTextConfig dicts; ``scheduler`` gives betas and the
-    prediction type (v-prediction → ``parameterization: v`` / ``VScaling``).
+    ``family`` is any name in :data:`FAMILY_LAYOUT_NAMES` (its layout decides the schema); ``text_encoders`` maps
+    pipeline names (``text_encoder``, ``text_encoder_2``) to CLIPTextConfig dicts of the *single-file* towers;
+    ``scheduler`` gives betas and the prediction type (v-prediction → ``parameterization: v`` / ``VScaling``).
     """
-    writer = _WRITERS.get(layout)
-    if writer is None:
-        raise ValueError(f"ldm_yaml_config: unknown layout {layout!r}; known: {sorted(_WRITERS)}")
-    return writer(layout, unet, vae, text_encoders, scheduler or {})
+    layout = FAMILY_LAYOUT_NAMES.get(family)
+    if layout is None:
+        raise ValueError(f"ldm_yaml_config: unknown family {family!r}; known: {sorted(FAMILY_LAYOUT_NAMES)}")
+    return _WRITERS[layout](layout, unet, vae, text_encoders, scheduler or {})
