@@ -36,7 +36,7 @@ def _state(request: web.Request) -> ServerState:
 
 async def get_object_info(request: web.Request) -> web.Response:
     state = _state(request)  # model combos list folders: off the event loop
-    return web.json_response(await state.cpu(state.registry.object_info))
+    return await state.big_json(await state.cpu(state.registry.object_info))
 
 
 async def get_object_info_node(request: web.Request) -> web.Response:

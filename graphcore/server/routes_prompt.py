@@ -52,7 +52,7 @@ async def post_run(request: web.Request) -> web.Response:
 async def get_queue(request: web.Request) -> web.Response:
     state = _state(request)
     running, pending = await state.db(state.store.queue)
-    return web.json_response({
+    return await state.big_json({
         "queue_running": [item.queue_item() for item in running],
         "queue_pending": [item.queue_item() for item in pending],
     })
@@ -100,7 +100,7 @@ async def get_history(request: web.Request) -> web.Response:
     max_items = query_int(request, "max_items", minimum=0, maximum=10**7)
     offset = query_int(request, "offset", minimum=-1, maximum=10**9)
     history: dict[str, Any] = await state.db(state.store.history, max_items, offset)
-    return web.json_response(history)
+    return await state.big_json(history)
 
 
 async def get_history_item(request: web.Request) -> web.Response:

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 from dataclasses import dataclass, field
 
 from aiohttp import hdrs, web
 from yarl import URL
 
+log = logging.getLogger(__name__)
+
 TOKEN_ENV = "DIFFGRAPH_AUTH_TOKEN"
+MIN_TOKEN_LENGTH = 16
 TOKEN_COOKIE = "diffgraph_token"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Routes a browser reaches without being able to add a header: <img src>, new WebSocket(), the page.
@@ -58,7 +62,11 @@ def is_loopback(host: str) -> bool:
 
 def resolve_token(cli_token: str | None) -> str | None:
     token = cli_token or os.environ.get(TOKEN_ENV) or None
-    return token.strip() if token else None
+    token = token.strip() if token else None
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        log.warning("the auth token is shorter than %d characters; anyone on the network may guess it",
+                    MIN_TOKEN_LENGTH)
+    return token or None
 
 
 def check_binding(host: str, token: str | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,11 @@ class ServerState:
 
     async def cpu(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._cpu_threads, fn, *args)
+
+    async def big_json(self, value: Any) -> web.Response:
+        """A JSON answer encoded off the event loop (a full history or object_info can be megabytes)."""
+        text = await self.cpu(json.dumps, value)
+        return web.Response(text=text, content_type="application/json")
 
     # -- submission -----------------------------------------------------------------------------------------
 
