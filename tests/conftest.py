@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from graphcore import folders as folder_config  # noqa: E402
+from support.fixtures import tiny_checkpoint, tiny_controlnet  # noqa: E402, F401
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

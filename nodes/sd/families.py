@@ -22,7 +22,7 @@ class TextEncoderSpec:
 
 
 CLIP_L = TextEncoderSpec("clip", "cond_stage_model.transformer.", -1, True, "<|endoftext|>")
-OPEN_CLIP_H = TextEncoderSpec("open_clip", "cond_stage_model.model.", -2, True, "<|endoftext|>")
+OPEN_CLIP_H = TextEncoderSpec("open_clip", "cond_stage_model.model.", -2, True, "!")
 SDXL_CLIP_L = TextEncoderSpec("clip", "conditioner.embedders.0.transformer.", -2, False, "<|endoftext|>")
 SDXL_CLIP_G = TextEncoderSpec("open_clip", "conditioner.embedders.1.model.", -2, False, "!", with_projection=True)
 REFINER_CLIP_G = TextEncoderSpec("open_clip", "conditioner.embedders.0.model.", -2, False, "!", with_projection=True)
