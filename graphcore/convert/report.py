@@ -140,7 +140,7 @@ def check_models(
                 inputs[input_name] = found[0]
                 report.remapped_models.append(RemappedModel(node_id, input_name, kind, value, found[0], found[1]))
                 continue
-            close = difflib.get_close_matches(value, available, n=3, cutoff=0.5)
+            close = difflib.get_close_matches(value, available, n=3, cutoff=0.6)
             report.missing_models.append(MissingModel(node_id, class_type, input_name, kind, value, close))
 
 

@@ -3,7 +3,7 @@
 Positional lists hold one entry per widget plus UI-only entries (see schema.py). Files differ in which UI-only
 entries they carry (older front ends wrote no control value for some seeds; newer ones write one for every
 INT that asks for it), so the count decides: when the list has room for every UI-only entry they are all
-skipped; with no room none is; in between, an entry is taken as UI-only when its value looks like one.
+skipped; otherwise an entry is taken as UI-only only when its value looks like one ("randomize", …).
 Newer front ends may write a dict by widget name instead; UI-only keys are dropped there.
 """
 
@@ -43,7 +43,7 @@ def map_positional(schema: NodeSchema, values: list[Any], where: str, warn: Warn
             break
         value = values[index]
         if slot.ui_only is not None:
-            if room >= ui_only or (room > 0 and _looks_ui_only(slot, value)):
+            if room >= ui_only or _looks_ui_only(slot, value):
                 index += 1
                 room -= 1
                 ui_only -= 1
