@@ -329,3 +329,37 @@ async def test_static_canvas_and_placeholder(aiohttp_client, isolated_folders, t
     assert (await canvas.get("/js/missing.js")).status == 404
     assert (await canvas.get("/api/not-a-route")).status == 404
     assert (await canvas.get("/object_info/Add")).status == 200  # the API is not shadowed
+
+
+UI_WORKFLOW = {
+    "last_node_id": 2, "last_link_id": 1,
+    "nodes": [
+        {"id": 1, "type": "SrvNumber", "pos": [0, 0], "size": [100, 60], "mode": 0, "inputs": [],
+         "outputs": [{"name": "value", "type": "INT", "links": [1], "slot_index": 0}], "widgets_values": [5],
+         "properties": {}},
+        {"id": 2, "type": "SrvResult", "pos": [200, 0], "size": [100, 60], "mode": 0,
+         "inputs": [{"name": "value", "type": "INT", "link": 1}], "outputs": [], "widgets_values": [],
+         "properties": {}},
+    ],
+    "links": [[1, 1, 0, 2, 0, "INT"]], "groups": [], "extra": {}, "version": 0.4,
+}
+
+
+async def test_convert_and_run_a_saved_ui_format_workflow(client, isolated_folders):
+    response = await client.post("/convert", json=UI_WORKFLOW)
+    body = await response.json()
+    assert response.status == 200 and body["report"]["ok"] is True
+    assert body["prompt"]["1"]["inputs"] == {"value": 5}
+    assert body["prompt"]["2"]["inputs"] == {"value": ["1", 0]}
+    response = await client.post("/api/convert", data=b'{"not": "a workflow"}')
+    assert response.status == 400 and (await response.json())["error"]["type"] == "invalid_workflow"
+    assert (await client.post("/convert", data=b"[[[")).status == 400
+    assert (await client.post("/convert?map=broken", json=UI_WORKFLOW)).status == 400
+
+    await client.post("/workflows/ui-flow", json=UI_WORKFLOW)
+    body = await (await client.post("/workflows/ui-flow/run", json={"overrides": {"1.value": 12}})).json()
+    assert body["node_errors"] == {}
+    body = await (await client.post("/workflows/ui-flow/run", json={"overrides": {"1.value": 13}, "wait": True})).json()
+    assert body["outputs"] == {"2": {"value": [13]}}
+    entry = await history_entry(client, body["prompt_id"])
+    assert entry["prompt"][3]["extra_pnginfo"]["workflow"] == UI_WORKFLOW  # embedded for output files

@@ -2,6 +2,8 @@
 (read-only), listed, read, saved, deleted, and run with overrides:
 
     POST /workflows/txt2img/run {"overrides": {"6.text": "a red fox"}, "wait": true}
+
+and POST /convert: any workflow file or image a user drops, as an API graph with an import report.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def add_routes(routes) -> None:
     routes.put("/workflows/{name}", save_workflow)
     routes.delete("/workflows/{name}", delete_workflow)
     routes.post("/workflows/{name}/run", run_workflow)
+    routes.post("/convert", convert)
 
 
 def _state(request: web.Request) -> ServerState:
@@ -135,7 +138,7 @@ async def run_workflow(request: web.Request) -> web.Response:
     body = await read_object(request, state.config.max_json_bytes, allow_empty=True)
     overrides = field_object(body, "overrides")
     data = await state.cpu(_load, state, name)
-    prompt = _api_graph(data, name)
+    prompt = await state.cpu(_api_graph, state, data, name)
     try:
         workflow = Workflow.from_api(prompt)
         if overrides:
@@ -149,10 +152,63 @@ async def run_workflow(request: web.Request) -> web.Response:
     return await submit(state, submission)
 
 
-def _api_graph(data: Any, name: str) -> dict[str, Any]:
-    from graphcore.cli import CliError, unwrap_api_graph
+async def convert(request: web.Request) -> web.Response:
+    """Any workflow a user may drop — ComfyUI UI or API JSON, diffgraph's saved file, or an image carrying
+    one (or A1111 parameters) — as {"prompt": API graph, "report": import report}.
+    Query: our_names=true (our node names), map=OLD=NEW (model file renames, repeatable)."""
+    state = _state(request)
+    try:
+        from graphcore.convert import ConvertError, convert_payload
+    except ImportError:
+        raise web.HTTPNotImplemented(reason="workflow conversion is not available in this build") from None
+    raw = await _read_raw(request, state.config.max_upload_bytes)
+    payload: Any = raw if raw.startswith(_IMAGE_SIGNATURES) else parse_json(raw)
+    model_map = {}
+    for item in request.query.getall("map", []):
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise BadRequest(f"map={item[:80]!r}: expected OLD=NEW")
+        model_map[old] = new
+    our_names = request.query.get("our_names", "").lower() in ("1", "true", "yes")
+
+    def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        return convert_payload(payload, state.registry, folders=state.folders, model_map=model_map,
+                               our_names=our_names)
 
     try:
-        return unwrap_api_graph(data, f"workflow {name!r}")
-    except CliError as exc:
-        raise BadRequest(str(exc), "invalid_prompt") from None
+        prompt, report = await state.cpu(run)
+    except ConvertError as exc:
+        raise BadRequest(str(exc), "invalid_workflow") from None
+    return web.json_response({"prompt": prompt, "report": report})
+
+
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF")
+
+
+async def _read_raw(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRequest(f"the body is larger than the limit of {limit} bytes", "too_large", status=413)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BadRequest(f"the body is larger than the limit of {limit} bytes", "too_large", status=413) from None
+    if not raw.strip():
+        raise BadRequest("the body is empty; send a workflow JSON or an image")
+    return raw
+
+
+def _api_graph(state: ServerState, data: Any, name: str) -> dict[str, Any]:
+    """The API graph in a saved file of any format (UI-format files are converted with this registry)."""
+    try:
+        from graphcore.convert import ConvertError, convert_any
+    except ImportError:
+        from graphcore.cli import CliError, unwrap_api_graph
+
+        try:
+            return unwrap_api_graph(data, f"workflow {name!r}")
+        except CliError as exc:
+            raise BadRequest(str(exc), "invalid_prompt") from None
+    try:
+        return convert_any(data, state.registry, folders=state.folders).prompt
+    except ConvertError as exc:
+        raise BadRequest(f"workflow {name!r}: {exc}", "invalid_prompt") from None
