@@ -172,6 +172,9 @@ class Executor:
         for node_id in order:
             for link in plan.nodes[node_id].links.values():
                 remaining[source(link.node_id)] = remaining.get(source(link.node_id), 0) + 1
+        # Like ComfyUI, report every node whose output is cached, also above the nodes the walk stopped at.
+        cached_set = set(cached)
+        cached.extend(n for n in plan.order if n not in cached_set and n not in to_run and sigs[n] in self.cache)
         position = {node_id: i for i, node_id in enumerate(plan.order)}
         result.cached = sorted(cached, key=position.__getitem__)
         events.nodes_cached(prompt_id, result.cached)

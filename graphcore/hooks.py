@@ -22,6 +22,11 @@ def on_free(hook: FreeHook) -> FreeHook:
     return hook
 
 
+def remove_free(hook: FreeHook) -> None:
+    if hook in _free_hooks:
+        _free_hooks.remove(hook)
+
+
 def on_device_stats(provider: DeviceStats) -> DeviceStats:
     if provider not in _device_stats:
         _device_stats.append(provider)

@@ -91,11 +91,9 @@ def discover(registry: Registry | None = None) -> Registry:
     registry = registry or Registry()
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
-            provider = entry.load()
-        except Exception:
+            registry.add_all(entry.load()())
+        except Exception:  # one broken node package must not stop the others (or the server) from starting
             log.exception("could not load node package %s (%s)", entry.name, entry.value)
-            continue
-        registry.add_all(provider())
     for spec in filter(None, (part.strip() for part in os.environ.get(NODE_MODULES_ENV, "").split(","))):
         registry.add_all(load_provider(spec))
     return registry

@@ -73,7 +73,7 @@ async def test_cached_rerun_reports_cached_nodes_and_their_output(client, isolat
     assert [kind for kind, _ in events] == [
         "execution_start", "execution_cached", "executed", "execution_success", "executing",
     ]
-    assert events[1][1]["nodes"] == ["2"]  # the engine stops at the cached output; its inputs are not visited
+    assert events[1][1]["nodes"] == ["1", "2"]  # every cached node, as ComfyUI reports
     assert events[2][1]["output"]["images"][0]["filename"] == "img_00001_.png"
     assert len(list((isolated_folders.output_dir / "srv").glob("*.png"))) == 1  # the save did not run again
     entry = await history_entry(client, second)

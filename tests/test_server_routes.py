@@ -43,7 +43,7 @@ def free_calls():
 
     hooks.on_free(hook)
     yield calls
-    hooks._free_hooks.remove(hook)
+    hooks.remove_free(hook)
 
 
 # -- submission variants ------------------------------------------------------------------------------------
