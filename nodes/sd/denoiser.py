@@ -29,6 +29,8 @@ class SamplingState:
     timestep: torch.Tensor
     latent_size: tuple[int, int]
     extra: dict[str, Any] = field(default_factory=dict)
+    # ComfyUI's percent → σ rule of this model (ControlNet start/end percent).
+    percent_to_sigma: Callable[[float], float] | None = None
 
 
 def _time_ids(entry: CondEntry, kind: str, size_conditioning: str, height: int, width: int) -> list[float]:
@@ -158,7 +160,7 @@ class CFGDenoiser:
                 dtype=self.dtype, device=self.device,
             ).repeat_interleave(batch, dim=0)
             kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids}
-        state = SamplingState(sigma_b, timestep, tuple(x.shape[-2:]), extra)
+        state = SamplingState(sigma_b, timestep, tuple(x.shape[-2:]), extra, self.percent_to_sigma)
         self.call_state.update(
             sigma=float(sigma_b[0]), batch=batch, branches=[j.branch for j in jobs], jobs=jobs,
         )
