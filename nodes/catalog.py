@@ -10,6 +10,8 @@ NODE_MODULES: tuple[str, ...] = (
     "nodes.latent.basics",
     "nodes.latent.inpaint",
     "nodes.sampling.ksampler",
+    "nodes.sampling.refiner",
+    "nodes.conditioning.sdxl",
     "nodes.image.load",
     "nodes.image.save",
     "nodes.image.transform",

@@ -10,6 +10,11 @@ from nodes.samplers.names import SAMPLER_NAMES, SCHEDULER_NAMES
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
+def switch_step(steps: int, fraction: float) -> int:
+    """The step where a base run hands over to a refiner (the same rule on both sides)."""
+    return int(round(steps * fraction))
+
+
 def _sampling_inputs(seed_name: str) -> dict:
     return {
         seed_name: Int(0, min=0, max=MAX_SEED, control_after_generate=True,
@@ -36,14 +41,19 @@ class KSampler(Node):
         "model": Socket(types.MODEL),
         **_sampling_inputs("seed"),
         "denoise": Float(1.0, min=0.0, max=1.0, step=0.01, tooltip="How much of the schedule to run"),
+        "end_at": Float(1.0, min=0.0, max=1.0, step=0.01, optional=True,
+                        tooltip="Stop at this fraction of the steps and return the latent with its remaining "
+                                "noise — e.g. 0.8 for an SDXL base whose Refiner has switch_at 0.8"),
     }
     outputs = (Output(types.LATENT),)
 
     def run(self, ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-            denoise=1.0):
+            denoise=1.0, end_at=1.0):
         from nodes.sd.ksampler import SamplerSettings, run
 
-        settings = SamplerSettings(seed, steps, cfg, sampler_name, scheduler, denoise)
+        end = switch_step(steps, end_at) if end_at < 1.0 else None
+        settings = SamplerSettings(seed, steps, cfg, sampler_name, scheduler, denoise, end_at_step=end,
+                                   return_with_leftover_noise=end is not None)
         return (run(ctx, model, positive, negative, latent_image, settings),)
 
 

@@ -41,10 +41,10 @@ def model_sigmas(model: ModelHandle) -> ModelSigmas:
 
 def sigmas_for(model: ModelHandle, settings: SamplerSettings) -> torch.Tensor:
     ms = model_sigmas(model)
+    sigmas = schedule_sigmas(ms, settings.scheduler, settings.steps, settings.denoise, settings.sampler_name)
     if settings.start_at_step is None and settings.end_at_step is None:
-        return schedule_sigmas(ms, settings.scheduler, settings.steps, settings.denoise, settings.sampler_name)
-    full = schedule_sigmas(ms, settings.scheduler, settings.steps, 1.0, settings.sampler_name)
-    return advanced_sigmas(full, settings.start_at_step, settings.end_at_step, settings.return_with_leftover_noise)
+        return sigmas
+    return advanced_sigmas(sigmas, settings.start_at_step, settings.end_at_step, settings.return_with_leftover_noise)
 
 
 def _inpaint_concat(model: ModelHandle, positive: tuple[CondEntry, ...], latent: Latent, latent_in: torch.Tensor):
