@@ -1,0 +1,1 @@
+"""Upscale models (ESRGAN/Real-ESRGAN families): loading from the upscale_models folder and tiled upscaling."""
