@@ -135,9 +135,11 @@ def test_short_and_long_widgets_values_are_warned():
     assert short.prompt["3"]["inputs"]["steps"] == 20 and "cfg" not in short.prompt["3"]["inputs"]
     assert any("cfg, sampler_name, scheduler, denoise left at their defaults" in w for w in short.report.warnings)
     assert ("3", "required_input_missing", "cfg") in errors_of(short.prompt)
-    long = convert(_ksampler_ui([7, "fixed", 20, 8, "euler", "normal", 1, "surplus"]))
-    assert long.prompt["3"]["inputs"]["denoise"] == 1
-    assert any("1 more entries than expected" in w for w in long.report.warnings)
+    data = load("txt2img_v04.json")
+    next(n for n in data["nodes"] if n["id"] == 5)["widgets_values"] = [64, 48, 1, "surplus"]
+    long = convert(data)
+    assert long.prompt["5"]["inputs"] == {"width": 64, "height": 48, "batch_size": 1}
+    assert any("node 5 (EmptyLatentImage): widgets_values has 1 more entries" in w for w in long.report.warnings)
 
 
 def test_dict_widgets_values_ignore_ui_only_keys_and_report_unknown_names():
@@ -366,4 +368,15 @@ def test_ksampler_family_widget_orders_match_comfyui():
     for comfy_type, order in comfy_orders.items():
         schema = build_schema(REGISTRY, comfy_type)
         assert schema is not None, comfy_type
-        assert [s.name for s in schema.real_slots] == order, comfy_type
+        ours = schema.real_slots
+        assert [s.name for s in ours[:len(order)]] == order, comfy_type
+        assert all(s.optional for s in ours[len(order):]), f"{comfy_type}: extra widgets of ours must be optional"
+
+
+def test_graphcore_convert_imports_neither_torch_nor_nodes():
+    import subprocess
+    import sys
+
+    code = "import sys, graphcore.convert; print(sorted(m for m in ('torch', 'nodes') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

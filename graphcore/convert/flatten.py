@@ -23,7 +23,7 @@ from graphcore.convert.ui_format import (
     UiGraph,
     UiNode,
     UiWorkflow,
-    _type_name,
+    type_name,
 )
 from graphcore.types import ANY, types_compatible
 
@@ -166,14 +166,14 @@ class Flattener:
         if want in (ANY, ""):
             return slot if slot < len(inputs) else 0
         output_type = placed.node.output_type(slot)
-        input_types = [_type_name(i.get("type")) for i in inputs]
+        input_types = [type_name(i.get("type")) for i in inputs]
         if slot < len(inputs) and _compatible(input_types[slot], output_type) and _compatible(input_types[slot], want):
             return slot
-        for index, type_name in enumerate(input_types):
-            if type_name == want:
+        for index, input_type in enumerate(input_types):
+            if input_type == want:
                 return index
-        for index, type_name in enumerate(input_types):
-            if _compatible(type_name, output_type) and _compatible(type_name, want):
+        for index, input_type in enumerate(input_types):
+            if _compatible(input_type, output_type) and _compatible(input_type, want):
                 return index
         return None
 

@@ -25,6 +25,7 @@ UPLOAD = "upload"
 class WidgetSlot:
     name: str  # the input name as the file spells it (ComfyUI's names for an alias)
     ui_only: str | None = None  # None for a real widget, else CONTROL_AFTER_GENERATE or UPLOAD
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def build_schema(registry: Registry, file_type: str) -> NodeSchema | None:
             if not _is_widget(entry, spec):
                 continue
             options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
-            slots.append(WidgetSlot(name))
+            slots.append(WidgetSlot(name, optional=section == "optional"))
             widget_names.add(name)
             if type_part == types.INT and (options.get(CONTROL_AFTER_GENERATE) or name in CONTROL_SEED_NAMES):
                 slots.append(WidgetSlot(name, CONTROL_AFTER_GENERATE))

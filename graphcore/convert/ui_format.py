@@ -49,7 +49,7 @@ class UiNode:
 
     def output_type(self, slot: int) -> str:
         if 0 <= slot < len(self.outputs):
-            return _type_name(self.outputs[slot].get("type"))
+            return type_name(self.outputs[slot].get("type"))
         return "*"
 
     def output_name(self, slot: int) -> str:
@@ -87,7 +87,7 @@ class UiWorkflow:
     subgraphs: dict[str, SubgraphDefinition]
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
     if isinstance(value, str) and value:
@@ -108,14 +108,14 @@ def parse_link(raw: Any) -> UiLink:
     if isinstance(raw, list):
         if len(raw) < 5:
             raise UiFormatError(f"link {raw!r}: expected [id, from_node, from_slot, to_node, to_slot, type]")
-        type_name = _type_name(raw[5]) if len(raw) > 5 else "*"
+        link_type = type_name(raw[5]) if len(raw) > 5 else "*"
         return UiLink(raw[0], str(raw[1]), _int(raw[2], "link origin slot"), str(raw[3]),
-                      _int(raw[4], "link target slot"), type_name)
+                      _int(raw[4], "link target slot"), link_type)
     if isinstance(raw, Mapping):
         try:
             return UiLink(raw["id"], str(raw["origin_id"]), _int(raw["origin_slot"], "link origin_slot"),
                           str(raw["target_id"]), _int(raw["target_slot"], "link target_slot"),
-                          _type_name(raw.get("type")))
+                          type_name(raw.get("type")))
         except KeyError as exc:
             raise UiFormatError(f"link {dict(raw)!r}: missing {exc.args[0]!r}") from None
     raise UiFormatError(f"link {raw!r}: expected an array or an object")

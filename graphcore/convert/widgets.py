@@ -52,7 +52,8 @@ def map_positional(schema: NodeSchema, values: list[Any], where: str, warn: Warn
             continue
         out[slot.name] = wrap_constant(value)
         index += 1
-    missing = [s.name for s in real if s.name not in out]
+    # Optional widgets may be extensions of ours that files from other tools never have: no warning for them.
+    missing = [s.name for s in real if s.name not in out and not s.optional]
     if missing:
         warn(f"{where}: widgets_values has {len(values)} entries for {len(real)} widgets; "
              f"{', '.join(missing)} left at their defaults")
