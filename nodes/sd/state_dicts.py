@@ -34,12 +34,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelFileError(f"{path.name}: not a readable .safetensors file ({exc})") from None
     if suffix in PICKLE_SUFFIXES:
+        import pickle
+
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # UnpicklingError for code objects, RuntimeError for truncated zips, …
+        except pickle.UnpicklingError:
+            # torch's own message suggests weights_only=False, i.e. running the file's code: never say that.
             raise ModelFileError(
-                f"{path.name}: refused or unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-                "Only plain-tensor checkpoints load (weights_only); convert others to .safetensors."
+                f"{path.name}: refused — it holds pickled Python objects other than tensors, which could run code "
+                "when loaded. Only plain-tensor .ckpt files load; use a .safetensors version of this model."
+            ) from None
+        except Exception as exc:  # RuntimeError for truncated or non-zip files, …
+            raise ModelFileError(
+                f"{path.name}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+                "Expected a PyTorch .ckpt of plain tensors, or a .safetensors file."
             ) from None
         return _tensors_only(data, path)
     raise ModelFileError(f"{path.name}: unsupported file type {suffix!r} (expected .safetensors or .ckpt)")
