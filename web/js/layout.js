@@ -1,0 +1,72 @@
+// Automatic placement for graphs that come without positions (API-format files): columns by depth, each column
+// ordered by where its nodes' inputs come from, so links mostly run left to right without crossing.
+
+const COLUMN_GAP = 90;
+const ROW_GAP = 40;
+const WIDGET_HEIGHTS = { textarea: 110, image: 64 };
+
+/** A close guess of a node's drawn height, before it is drawn. */
+export function estimateHeight(node, def) {
+  if (!def) return 80 + Object.keys(node.links).length * 24;
+  const sockets = def.inputs.filter((i) => !i.widget).length;
+  const rows = Math.max(sockets, def.outputs.length);
+  let height = 30 + 16 + rows * 24;
+  for (const input of def.inputs) {
+    if (!input.widget) continue;
+    height += (WIDGET_HEIGHTS[input.widget] ?? 24) + 4 + (input.hasControl ? 22 : 0);
+  }
+  return height + (def.outputNode ? 120 : 0);
+}
+
+function depths(graph, ids) {
+  const depth = new Map();
+  const visiting = new Set();
+  const visit = (id) => {
+    if (depth.has(id)) return depth.get(id);
+    if (visiting.has(id)) return 0; // a cycle: the server will refuse it; just keep going
+    visiting.add(id);
+    const node = graph.get(id);
+    let d = 0;
+    for (const [from] of Object.values(node?.links ?? {})) {
+      if (ids.has(from)) d = Math.max(d, visit(from) + 1);
+    }
+    visiting.delete(id);
+    depth.set(id, d);
+    return d;
+  };
+  for (const id of ids) visit(id);
+  return depth;
+}
+
+/** Places the nodes `ids` (all by default) below whatever is already placed. */
+export function autoLayout(graph, schema, ids = [...graph.nodes.keys()]) {
+  const chosen = new Set(ids.map(String));
+  const placed = [...graph.nodes.values()].filter((n) => !chosen.has(n.id));
+  const top = placed.length ? Math.max(...placed.map((n) => n.pos[1] + 300)) + ROW_GAP : 0;
+  const left = placed.length ? Math.min(...placed.map((n) => n.pos[0])) : 0;
+  const depth = depths(graph, chosen);
+  const columns = [];
+  for (const id of chosen) {
+    const d = depth.get(id);
+    (columns[d] ??= []).push(graph.get(id));
+  }
+  const rowOf = new Map();
+  let x = left;
+  for (const column of columns) {
+    if (!column) continue;
+    const barycenter = (node) => {
+      const parents = Object.values(node.links).map(([from]) => rowOf.get(from)).filter((r) => r !== undefined);
+      return parents.length ? parents.reduce((a, b) => a + b, 0) / parents.length : Number(node.id) || 0;
+    };
+    column.sort((a, b) => barycenter(a) - barycenter(b));
+    let y = top;
+    let width = 0;
+    for (const node of column) {
+      node.pos = [x, y];
+      rowOf.set(node.id, y);
+      y += estimateHeight(node, schema.get(node.type)) + ROW_GAP;
+      width = Math.max(width, node.size[0]);
+    }
+    x += width + COLUMN_GAP;
+  }
+}
