@@ -1,6 +1,6 @@
 """CLIPEncode: weighted prompts → token chunks of 77 → text encoder hidden states (ComfyUI semantics).
 
-Tokens are grouped by word; a word never straddles two chunks unless it alone exceeds 75 tokens. Each
+Tokens are grouped by word; a word never straddles two chunks unless it has 8 tokens or more (ComfyUI's rule). Each
 chunk is BOS + ≤75 tokens + EOS + padding. A weight w on a token moves its embedding away from the empty
 prompt's embedding at the same position: e' = e_empty + w·(e − e_empty). Pooled output: the first chunk's.
 """
@@ -17,6 +17,9 @@ from nodes.sd.prompt_weights import Segment, parse
 from nodes.values import ClipHandle, CondEntry, TextEncoderSlot
 
 CHUNK = 75
+# Words of this many tokens or more (e.g. "a,b,c" written without spaces) are split across chunks where they fall;
+# shorter ones move whole to the next chunk (ComfyUI's SDTokenizer max_word_length).
+MAX_WORD_TOKENS = 8
 BOS, EOS = 49406, 49407
 
 
@@ -49,16 +52,17 @@ def tokenize(text: str, tokenizer, pad_id: int) -> TokenChunks:
                 continue
             ids = tokenizer(word, add_special_tokens=False)["input_ids"]
             group = [(i, segment.weight) for i in ids]
+            long_word = len(group) >= MAX_WORD_TOKENS
             while group:
                 room = CHUNK - len(chunks[-1])
                 if len(group) <= room:
                     chunks[-1].extend(group)
                     group = []
-                elif len(group) > CHUNK:  # a giant word: split it where it falls
+                elif long_word:  # split where it falls
                     chunks[-1].extend(group[:room])
                     group = group[room:]
                     new_chunk()
-                else:
+                else:  # move the whole word to the next chunk
                     new_chunk()
     if len(chunks) > 1 and not chunks[-1]:
         chunks.pop()
@@ -70,12 +74,25 @@ def tokenize(text: str, tokenizer, pad_id: int) -> TokenChunks:
     return TokenChunks(ids, weights)
 
 
+def _layer_index(slot: TextEncoderSlot, stop_at_layer: int | None, blocks: int) -> int:
+    """The hidden-state index to read. Clip skip counts from the end of the whole text tower; a module that lacks
+    the tower's last block (diffusers' SD2 text encoder: default −1 where the file's is −2) reads one closer."""
+    if stop_at_layer is None:
+        return slot.default_layer
+    index = stop_at_layer + (slot.default_layer - slot.spec.default_layer)
+    if index >= 0:
+        raise ValueError(f"clip skip {stop_at_layer}: this text encoder (a diffusers folder) lacks its last block; "
+                         "use the single-file checkpoint for that layer")
+    if -index > blocks:
+        raise ValueError(f"clip skip {stop_at_layer}: the text encoder has only {blocks} layers")
+    return index
+
+
 def _hidden(slot: TextEncoderSlot, module: torch.nn.Module, ids: torch.Tensor, layer: int | None):
     """(token hidden states, projected pooled or None) for a batch of 77-token chunks."""
-    layer = slot.default_layer if layer is None else layer
     out = module(input_ids=ids, output_hidden_states=True)
     text_model = getattr(module, "text_model", module)
-    hidden = out.hidden_states[layer]
+    hidden = out.hidden_states[_layer_index(slot, layer, len(out.hidden_states) - 1)]
     if slot.spec.final_norm:
         hidden = text_model.final_layer_norm(hidden)
     pooled = getattr(out, "text_embeds", None)
