@@ -202,7 +202,7 @@ def _is_vp(scheduler: Any) -> bool:
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a.float() - b.float()).abs().max())
+    return float((a.detach().float() - b.detach().float()).abs().max())
 
 
 def link_formats(checkpoint: Any, directory: Path, formats: Iterable[str], name: str) -> dict[str, str]:
