@@ -1,0 +1,408 @@
+"""Seeded tiny adapters in the real file layouts, fitting the tiny checkpoints of :mod:`support.tiny_models`.
+
+* LoRA: a peft LoRA (random A and B) on a copy of the tiny UNet and text encoder(s), written as kohya
+  (``lora_unet_…``/``lora_te_…``, SDXL ``lora_te1_/lora_te2_``, diffusers- or LDM-style block names, ``.alpha``,
+  LoCon on the ResNet convolutions) or as diffusers/peft through diffusers' own ``save_lora_weights``.
+* ControlNet: the LDM yaml (``control_stage_config``) to put beside the tiny ControlNet, and prefix-less / ``.pth``
+  copies of its file.
+* IP-Adapter: the official h94 layout (``image_proj.*`` base or plus resampler, ``ip_adapter.{1,3,…}.to_k_ip/to_v_ip``)
+  for the tiny UNet's cross-attention layers, as .safetensors or nested .bin; a tiny CLIPVisionModelWithProjection
+  as a transformers folder (with preprocessor_config.json) or a single file with its config .json beside.
+* Safety checker: a tiny StableDiffusionSafetyChecker folder whose concept embeddings can be aimed at chosen images.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import yaml
+
+from graphcore.inputs import Socket, String
+from graphcore.node import Node, Result
+
+UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                     "conv1", "conv2", "time_emb_proj")  # fmt: skip
+TEXT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+KOHYA_TEXT_PREFIXES = {"text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}
+KOHYA_SDXL_TEXT_PREFIXES = {"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
+CLIP_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
+               "image_size": 32, "patch_size": 8, "projection_dim": 24, "hidden_act": "gelu",
+               "layer_norm_eps": 1e-5}  # fmt: skip
+RESAMPLER_WIDTH = 64  # the plus resampler's inner width: one 64-channel head, as diffusers' converter assumes
+RESAMPLER_QUERIES = 16
+RESAMPLER_DEPTH = 4
+
+
+def _randomise_constants(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """Constant-initialised tensors (norms, zero inits) made random, so swapped tensors change the numbers."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            flat = parameter.view(-1)
+            if flat.numel() and bool((flat == flat[0]).all()):
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
+
+
+# ---------------------------------------------------------------------------------------------------- LoRA
+@dataclass
+class TinyLora:
+    path: Path
+    layers: dict[str, dict[str, torch.Tensor]]  # component → peft tensors ("<module>.lora_A.weight", "…lora_B…")
+    rank: int
+    alpha: float
+
+    def delta(self, component: str, module: str) -> torch.Tensor:
+        """ΔW = alpha/rank · B @ A of one module, shaped like its weight (hand-computed reference)."""
+        a = self.layers[component][f"{module}.lora_A.weight"].float()
+        b = self.layers[component][f"{module}.lora_B.weight"].float()
+        product = b.flatten(1) @ a.flatten(1)
+        shape = (b.shape[0], *a.shape[1:])
+        return (self.alpha / self.rank) * product.reshape(shape)
+
+    def modules(self, component: str) -> list[str]:
+        return sorted({key.rsplit(".lora_", 1)[0] for key in self.layers.get(component, {})})
+
+
+def peft_layers(module: torch.nn.Module, targets: tuple[str, ...], rank: int, alpha: float, seed: int) -> dict:
+    """A peft LoRA on a copy of `module`, with random A and B: its adapter tensors (peft names)."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    copied = copy.deepcopy(module)
+    torch.manual_seed(seed)
+    copied.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=False))
+    return {key: value.detach().clone().contiguous() for key, value in get_peft_model_state_dict(copied).items()}
+
+
+def _ldm_module_names(modules: list[str], unet_config: Mapping[str, Any]) -> dict[str, str]:
+    from nodes.sd.ldm_layout import unet_to_ldm
+
+    keys = [f"{m}.weight" for m in modules]
+    converted = unet_to_ldm(dict.fromkeys(keys, torch.zeros(1)), dict(unet_config), prefix="")
+    return {key.removesuffix(".weight"): ldm.removesuffix(".weight") for key, ldm in zip(keys, converted, strict=True)}
+
+
+def kohya_state_dict(lora_layers: Mapping[str, Mapping[str, torch.Tensor]], alpha: float, sdxl: bool,
+                     unet_naming: str = "diffusers", unet_config: Mapping[str, Any] | None = None) -> dict:
+    """peft adapter tensors per component → a kohya state dict (down/up/alpha per layer)."""
+    text_prefixes = KOHYA_SDXL_TEXT_PREFIXES if sdxl else KOHYA_TEXT_PREFIXES
+    out: dict[str, torch.Tensor] = {}
+    for component, tensors in lora_layers.items():
+        modules = sorted({key.rsplit(".lora_", 1)[0] for key in tensors})
+        ldm = _ldm_module_names(modules, unet_config) if component == "unet" and unet_naming == "ldm" else {}
+        for module in modules:
+            if component == "unet":
+                name = "lora_unet_" + ldm.get(module, module).replace(".", "_")
+            else:
+                path = module if module.startswith("text_model.") else f"text_model.{module}"
+                name = text_prefixes[component] + path.replace(".", "_")
+            out[f"{name}.lora_down.weight"] = tensors[f"{module}.lora_A.weight"]
+            out[f"{name}.lora_up.weight"] = tensors[f"{module}.lora_B.weight"]
+            out[f"{name}.alpha"] = torch.tensor(alpha)
+    return out
+
+
+def build_lora(checkpoint: Any, dest: Path, *, fmt: str = "kohya", unet_naming: str = "diffusers", text: bool = True,
+               rank: int = 4, alpha: float = 2.0, seed: int = 0, name: str | None = None) -> TinyLora:
+    """A LoRA for a tiny checkpoint (:class:`support.tiny_models.TinyCheckpoint`), kohya or diffusers/peft."""
+    from safetensors.torch import save_file
+
+    components = checkpoint.components
+    layers = {"unet": peft_layers(components["unet"], UNET_LORA_TARGETS, rank, alpha, seed)}
+    if text:
+        for index, component in enumerate(("text_encoder", "text_encoder_2")):
+            if components.get(component) is not None:
+                layers[component] = peft_layers(components[component], TEXT_LORA_TARGETS, rank, alpha, seed + 1 + index)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / (name or f"tiny_lora_{checkpoint.family}_{fmt}_{unet_naming}.safetensors")
+    if fmt == "kohya":
+        sdxl = checkpoint.family.startswith("sdxl")
+        state = kohya_state_dict(layers, alpha, sdxl, unet_naming, components["unet"].config)
+        save_file(state, str(path))
+    elif fmt == "peft":
+        _save_diffusers_lora(checkpoint, layers, rank, alpha, path)
+    else:
+        raise ValueError(f"unknown LoRA format {fmt!r}")
+    return TinyLora(path, layers, rank, alpha)
+
+
+def _save_diffusers_lora(checkpoint: Any, layers: dict, rank: int, alpha: float, path: Path) -> None:
+    """diffusers' own writer, with the adapter metadata (alpha) it stores in the safetensors header."""
+    import diffusers
+    from peft import LoraConfig
+
+    pipeline_class = getattr(diffusers, checkpoint.spec.pipeline)
+    metadata = {"unet_lora_adapter_metadata": LoraConfig(r=rank, lora_alpha=alpha,
+                                                         target_modules=list(UNET_LORA_TARGETS)).to_dict()}
+    kwargs = {"unet_lora_layers": layers["unet"]}
+    for component in ("text_encoder", "text_encoder_2"):
+        if component in layers:
+            kwargs[f"{component}_lora_layers"] = layers[component]
+            metadata[f"{component}_lora_adapter_metadata"] = LoraConfig(
+                r=rank, lora_alpha=alpha, target_modules=list(TEXT_LORA_TARGETS)).to_dict()
+    pipeline_class.save_lora_weights(str(path.parent), weight_name=path.name, **kwargs, **metadata)
+
+
+# ---------------------------------------------------------------------------------------------------- ControlNet
+def controlnet_yaml(checkpoint: Any) -> dict[str, Any]:
+    """A cldm ``ControlLDM`` yaml for a ControlNet made from `checkpoint`'s UNet (its sizes and head count)."""
+    config = copy.deepcopy(checkpoint.ldm_config)
+    params = config["model"]["params"]
+    params["control_stage_config"] = {
+        "target": "cldm.cldm.ControlNet",
+        "params": {**params["unet_config"]["params"], "hint_channels": 3},
+    }
+    config["model"]["target"] = "cldm.cldm.ControlLDM"
+    return config
+
+
+def place_controlnet(controlnet: Any, checkpoint: Any, folder: Path, stem: str, *, prefix: bool = True,
+                     fmt: str = "safetensors", with_yaml: bool = True) -> Path:
+    """The tiny ControlNet's original-layout file in `folder` (with or without ``control_model.``, .safetensors or
+    .pth) and, optionally, its yaml beside it."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k if prefix else k.removeprefix("control_model."): v.contiguous()
+               for k, v in controlnet.single_file.items()}
+    path = folder / f"{stem}.{fmt}"
+    if fmt == "safetensors":
+        save_file(tensors, str(path))
+    else:
+        torch.save(tensors, path)
+    if with_yaml:
+        path.with_suffix(".yaml").write_text(yaml.safe_dump(controlnet_yaml(checkpoint), sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- IP-Adapter
+@dataclass
+class TinyClipVision:
+    folder: Path
+    file: Path  # single .safetensors with <name>.json beside
+    model: Any  # CLIPVisionModelWithProjection
+    processor: Any  # CLIPImageProcessor
+
+
+def build_clip_vision(dest: Path, seed: int = 0) -> TinyClipVision:
+    from safetensors.torch import save_file
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(**CLIP_VISION)
+    model = CLIPVisionModelWithProjection(config).eval()
+    _randomise_constants(model, torch.Generator().manual_seed(seed))
+    size = CLIP_VISION["image_size"]
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    folder = dest / "tiny_clip_vision"
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    file = dest / "tiny_clip_vision.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(file))
+    file.with_suffix(".json").write_text(json.dumps(CLIP_VISION))
+    return TinyClipVision(folder, file, model, processor)
+
+
+@dataclass
+class TinyIPAdapter:
+    path: Path
+    tensors: dict[str, torch.Tensor] = field(repr=False)  # flat original-layout keys
+    kind: str = "base"
+
+
+def _cross_attention_shapes(unet: torch.nn.Module) -> list[tuple[int, int]]:
+    """(inner width, context width) of each cross-attention layer, in diffusers' attn_processors order."""
+    names = [k.removesuffix(".processor") for k in unet.attn_processors if not k.endswith("attn1.processor")]
+    return [(unet.get_submodule(n).to_k.out_features, unet.get_submodule(n).to_k.in_features) for n in names]
+
+
+def _resampler(embed: int, output: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The official IP-Adapter plus Resampler's tensors (PerceiverAttention + FeedForward per layer)."""
+
+    def rand(*shape: int, scale: float = 0.1) -> torch.Tensor:
+        return torch.randn(shape, generator=generator) * scale
+
+    width = RESAMPLER_WIDTH
+    t = {"latents": rand(1, RESAMPLER_QUERIES, width, scale=width ** -0.5),
+         "proj_in.weight": rand(width, embed), "proj_in.bias": rand(width),
+         "proj_out.weight": rand(output, width), "proj_out.bias": rand(output),
+         "norm_out.weight": 1 + rand(output), "norm_out.bias": rand(output)}  # fmt: skip
+    for i in range(RESAMPLER_DEPTH):
+        for norm in ("norm1", "norm2"):
+            t[f"layers.{i}.0.{norm}.weight"], t[f"layers.{i}.0.{norm}.bias"] = 1 + rand(width), rand(width)
+        t[f"layers.{i}.0.to_q.weight"] = rand(width, width)
+        t[f"layers.{i}.0.to_kv.weight"] = rand(2 * width, width)
+        t[f"layers.{i}.0.to_out.weight"] = rand(width, width)
+        t[f"layers.{i}.1.0.weight"], t[f"layers.{i}.1.0.bias"] = 1 + rand(width), rand(width)
+        t[f"layers.{i}.1.1.weight"] = rand(4 * width, width)
+        t[f"layers.{i}.1.3.weight"] = rand(width, 4 * width)
+    return t
+
+
+def build_ip_adapter(unet: torch.nn.Module, dest: Path, *, kind: str = "base", fmt: str = "safetensors",
+                     seed: int = 0, name: str | None = None) -> TinyIPAdapter:
+    """An IP-Adapter for `unet` reading the tiny CLIP vision encoder (base: its projection, plus: its hidden states)."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = _cross_attention_shapes(unet)
+    context = layers[0][1]
+    if kind == "base":
+        embed = CLIP_VISION["projection_dim"]
+        proj = {"proj.weight": torch.randn(4 * context, embed, generator=generator) * 0.2,
+                "proj.bias": torch.randn(4 * context, generator=generator) * 0.1,
+                "norm.weight": 1 + torch.randn(context, generator=generator) * 0.1,
+                "norm.bias": torch.randn(context, generator=generator) * 0.1}  # fmt: skip
+    elif kind == "plus":
+        proj = _resampler(CLIP_VISION["hidden_size"], context, generator)
+    else:
+        raise ValueError(f"unknown IP-Adapter kind {kind!r}")
+    ip = {}
+    for index, (inner, ctx) in enumerate(layers):
+        ip[f"{2 * index + 1}.to_k_ip.weight"] = torch.randn(inner, ctx, generator=generator) * 0.3
+        ip[f"{2 * index + 1}.to_v_ip.weight"] = torch.randn(inner, ctx, generator=generator) * 0.3
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / (name or f"tiny_ip_adapter_{kind}.{fmt}")
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        flat = {**{f"image_proj.{k}": v for k, v in proj.items()}, **{f"ip_adapter.{k}": v for k, v in ip.items()}}
+        save_file({k: v.contiguous() for k, v in flat.items()}, str(path))
+    else:
+        torch.save({"image_proj": proj, "ip_adapter": ip}, path)
+    tensors = {**{f"image_proj.{k}": v for k, v in proj.items()}, **{f"ip_adapter.{k}": v for k, v in ip.items()}}
+    return TinyIPAdapter(path, tensors, kind)
+
+
+# ---------------------------------------------------------------------------------------------------- safety checker
+@dataclass
+class TinySafetyChecker:
+    path: Path
+    checker: Any  # StableDiffusionSafetyChecker
+    processor: Any  # CLIPImageProcessor
+
+
+def checker_embeddings(checker: Any, processor: Any, images: list) -> torch.Tensor:
+    """Projected image embeddings [N, D] of PIL images, as the checker computes them."""
+    pixels = processor(images, return_tensors="pt").pixel_values
+    with torch.no_grad():
+        return checker.visual_projection(checker.vision_model(pixels)[1])
+
+
+def build_safety_checker(dest: Path, *, seed: int = 0, flag: list | None = None, special: list | None = None,
+                         layout: str = "folder") -> TinySafetyChecker:
+    """A tiny checker. `flag`: PIL images made to hit concept k exactly (threshold 0.99); `special`: PIL images
+    that hit a special-care concept (threshold 0.99) and sit 0.005 under concept 16's threshold, so only the
+    special-care adjustment (+0.01) flags them. Every other concept has threshold 1.0: nothing else is flagged."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    torch.manual_seed(seed)
+    vision = {k: v for k, v in CLIP_VISION.items() if k != "projection_dim"}
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+    checker = StableDiffusionSafetyChecker(config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    _randomise_constants(checker, generator)
+    size = CLIP_VISION["image_size"]
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    with torch.no_grad():
+        checker.concept_embeds.copy_(torch.randn(17, 16, generator=generator))
+        checker.special_care_embeds.copy_(torch.randn(3, 16, generator=generator))
+        checker.concept_embeds_weights.fill_(1.0)
+        checker.special_care_embeds_weights.fill_(1.0)
+        for k, embedding in enumerate(checker_embeddings(checker, processor, flag or [])):
+            checker.concept_embeds[k] = embedding
+            checker.concept_embeds_weights[k] = 0.99
+        for k, embedding in enumerate(checker_embeddings(checker, processor, special or [])):
+            checker.special_care_embeds[k] = embedding
+            checker.special_care_embeds_weights[k] = 0.99
+            checker.concept_embeds[16] = embedding
+            checker.concept_embeds_weights[16] = 1.005
+    path = dest / "tiny_checker"
+    model_dir = path / "safety_checker" if layout == "pipeline" else path
+    model_dir.mkdir(parents=True, exist_ok=True)
+    checker.save_pretrained(model_dir, safe_serialization=True)
+    processor.save_pretrained(path / "feature_extractor")
+    if layout == "pipeline":
+        (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return TinySafetyChecker(path, checker, processor)
+
+
+# ---------------------------------------------------------------------------------------------------- harness
+def adapter_node_classes() -> list[type]:
+    """The built-in catalog plus the adapter nodes (not yet wired into nodes.catalog) and the Grab output node."""
+    from nodes.adapters import controlnet_nodes, ip_adapter_nodes, lora_nodes, safety_nodes
+    from nodes.catalog import all_node_classes
+
+    return [*all_node_classes(), *lora_nodes.NODES, *controlnet_nodes.NODES, *ip_adapter_nodes.NODES,
+            *safety_nodes.NODES, Grab]
+
+
+def registry() -> Any:
+    from graphcore.registry import Registry
+
+    return Registry().add_all(adapter_node_classes())
+
+
+class Grab(Node):
+    """Test output node: keeps the value it receives under its tag."""
+
+    category = "testing"
+    output_node = True
+    inputs = {"value": Socket("*"), "tag": String("out")}
+    values: ClassVar[dict[str, Any]] = {}
+
+    def run(self, ctx, value, tag="out"):
+        Grab.values[tag] = value
+        return Result((), {"tag": [tag]})
+
+
+def txt2img(ckpt_name: str, *, prompt: str = "a red circle", negative: str = "", seed: int = 5, steps: int = 4,
+            cfg: float = 7.0, size: int = 64, tag: str = "out") -> dict[str, dict]:
+    """An API-format text-to-image graph (euler, "simple" schedule) ending in Grab; node ids name their role."""
+    return {
+        "ckpt": {"class_type": "LoadCheckpoint", "inputs": {"ckpt_name": ckpt_name}},
+        "pos": {"class_type": "CLIPEncode", "inputs": {"text": prompt, "clip": ["ckpt", 1]}},
+        "neg": {"class_type": "CLIPEncode", "inputs": {"text": negative, "clip": ["ckpt", 1]}},
+        "latent": {"class_type": "EmptyLatent", "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "sampler": {"class_type": "KSampler", "inputs": {
+            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0,
+            "model": ["ckpt", 0], "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["latent", 0]}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": ["ckpt", 2]}},
+        "out": {"class_type": "Grab", "inputs": {"value": ["decode", 0], "tag": tag}},
+    }
+
+
+def run_graph(executor: Any, graph: Mapping[str, Any]) -> Any:
+    result = executor.run(copy.deepcopy(dict(graph)))
+    if not result.ok:
+        error = result.error
+        raise AssertionError(f"{error.node_type} #{error.node_id}: {error.exception_message}" if error
+                             else result.status)
+    return result
+
+
+def reference_image(pipe: Any, *, prompt: str = "a red circle", negative: str = "", seed: int = 5, steps: int = 4,
+                    cfg: float = 7.0, size: int = 64, **call: Any) -> torch.Tensor:
+    """A diffusers pipeline run on diffgraph's schedule: euler on the "simple" σ (integer timesteps: "trailing"
+    spacing) from ComfyUI's initial latent noise·sqrt(1 + σ_max²). IMAGE layout [B, H, W, C]."""
+    from diffusers import EulerDiscreteScheduler
+
+    from nodes.samplers.noise import prepare_noise
+
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    pipe.scheduler.set_timesteps(steps)
+    expected = [999 - i * (1000 // steps) for i in range(steps)]
+    assert pipe.scheduler.timesteps.tolist() == expected, "the reference must visit the simple schedule's timesteps"
+    sigma_max = float(pipe.scheduler.sigmas[0])
+    noise = prepare_noise(torch.zeros(1, 4, size // 8, size // 8), seed)
+    latents = noise * (1 + sigma_max**2) ** 0.5 / float(pipe.scheduler.init_noise_sigma)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        images = pipe(prompt, negative_prompt=negative, num_inference_steps=steps, guidance_scale=cfg, latents=latents,
+                      output_type="pt", height=size, width=size, **call).images
+    return images.permute(0, 2, 3, 1).float()
