@@ -170,8 +170,8 @@ def center(locator) -> tuple[float, float]:
 
 
 def drag(page, source, target, steps: int = 12) -> None:
-    """A real mouse drag from the centre of `source` (a locator) to `target` (a locator or a point)."""
-    x0, y0 = center(source)
+    """A real mouse drag from `source` to `target`: the centre of a locator, or a point."""
+    x0, y0 = source if isinstance(source, tuple) else center(source)
     x1, y1 = target if isinstance(target, tuple) else center(target)
     page.mouse.move(x0, y0)
     page.mouse.down()

@@ -1,7 +1,7 @@
 // The editor: the graph model and its drawing kept in step (node views, links, groups), selection, and the
 // undo history. Every user edit ends with commit(), which records one undo step and tells listeners ("change").
 
-import { createNode, Graph } from "./graph.js";
+import { createNode, fillDefaults, Graph } from "./graph.js";
 import { GroupsView } from "./groups_view.js";
 import { UndoHistory } from "./history.js";
 import { LinksView, linkKey } from "./links_view.js";
@@ -69,6 +69,7 @@ export class Editor extends EventTarget {
   /** Replaces the graph (a loaded file); starts a fresh undo history unless `keepHistory`. */
   load(data, { view = null, keepHistory = false } = {}) {
     this.graph = Graph.fromJSON(data);
+    for (const node of this.graph.nodes.values()) fillDefaults(node, this.schema.get(node.type));
     this.selection.clear();
     this.selectedGroup = null;
     this.errors.clear();
@@ -252,7 +253,7 @@ export class Editor extends EventTarget {
 
   /** Adds already-built node data (a paste); ids must be free. */
   addNodes(nodes) {
-    for (const node of nodes) this.createView(this.graph.add(node));
+    for (const node of nodes) this.createView(this.graph.add(fillDefaults(node, this.schema.get(node.type))));
     this.updateAllLinks();
   }
 

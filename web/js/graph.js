@@ -38,6 +38,15 @@ export function createNode(def, id, pos) {
   };
 }
 
+/** Gives widget inputs the file does not mention (e.g. added to the node type since) their defaults. */
+export function fillDefaults(node, def) {
+  if (!def) return node;
+  for (const input of def.inputs) {
+    if (input.widget && !(input.name in node.values)) node.values[input.name] = defaultValue(input);
+  }
+  return node;
+}
+
 /** A node from saved data, with every field present and of the right kind. */
 export function normalizeNode(raw) {
   const pos = Array.isArray(raw.pos) ? raw.pos : [0, 0];

@@ -127,11 +127,14 @@ export class Interaction {
       editor.setSelection([id]);
     }
     const ids = [...editor.selection];
-    editor.bringToFront(ids);
     const links = editor.graph.linksTouching(ids);
     let [lastX, lastY] = editor.view.toWorld(e.clientX, e.clientY);
+    let raised = false;
     track(e, {
       move: (m) => {
+        // Raised only once it moves: re-attaching the element under a press would eat the click.
+        if (!raised) editor.bringToFront(ids);
+        raised = true;
         const [x, y] = editor.view.toWorld(m.clientX, m.clientY);
         editor.moveNodes(ids, x - lastX, y - lastY, links);
         [lastX, lastY] = [x, y];

@@ -8,6 +8,7 @@ import { applyControlAfterGenerate } from "./commands.js";
 import { Editor } from "./editor.js";
 import { Execution } from "./execution.js";
 import { FileIO } from "./file_io.js";
+import { fillDefaults } from "./graph.js";
 import { showHelp } from "./help.js";
 import { Interaction } from "./interaction.js";
 import { installShortcuts } from "./keyboard.js";
@@ -153,6 +154,7 @@ class App {
       return;
     }
     this.editor.schema = this.schema;
+    for (const node of this.editor.graph.nodes.values()) fillDefaults(node, this.schema.get(node.type));
     this.editor.renderAll();
     toast("Node list and model files refreshed", { kind: "ok", timeout: 2000 });
   }

@@ -277,8 +277,8 @@ export class NodeView {
         row.title = error.message;
         if (row.classList.contains("widget-row")) row.append(el("div", "widget-error", error.message));
       }
-      const line = el("div", "", error.input && !row?.classList.contains("widget-row")
-        ? `${error.input}: ${error.message}` : error.message);
+      const named = !error.input || error.message.includes(error.input);
+      const line = el("div", "", named ? error.message : `${error.input}: ${error.message}`);
       if (!row || !row.classList.contains("widget-row")) this.errorsEl.append(line);
     }
   }

@@ -44,6 +44,7 @@ export function clampNumber(input, raw) {
 }
 
 function formatNumber(input, value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "—";
   if (input.type === "INT") return String(value);
   const shown = Math.max(decimals(Number(input.opts.round) || numberStep(input)), 1);
   return Number(value).toFixed(Math.min(6, Math.max(shown, decimals(value))));
