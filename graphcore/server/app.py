@@ -116,20 +116,31 @@ def serve(args: argparse.Namespace) -> int:
     from graphcore.cli import CliError, _configure_folders, _registry
 
     config = config_from_args(args)
-    if args.workers != "local":
-        raise CliError(f"--workers {args.workers!r}: only 'local' is available in this build")
     try:
         check_binding(config.host, config.auth_token)
     except InsecureBinding as exc:
         raise CliError(str(exc)) from None
+    pool_factory = _pool_factory(args.workers, CliError)
     if getattr(args, "data_dir", None):
         # The data folder also holds the default models/input/output/temp folders.
         os.environ["DIFFGRAPH_DATA_DIR"] = str(config.data_dir)
     folders = _configure_folders(args)
-    app = create_app(config, _registry(), folders)
+    app = create_app(config, _registry(), folders, pool_factory)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(app, config))
     return 0
+
+
+def _pool_factory(workers: str, error: type[Exception]) -> PoolFactory | None:
+    """None for the in-process pool; the Ray pool (connected now, Ray imported only here) otherwise."""
+    if workers == "local":
+        return None
+    from graphcore.server.ray_pool import RayPoolError, ray_pool_factory
+
+    try:
+        return ray_pool_factory(workers)
+    except RayPoolError as exc:
+        raise error(str(exc)) from None
 
 
 async def _run(app: web.Application, config: ServerConfig) -> None:
