@@ -25,10 +25,13 @@ def load_workflow_file(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise CliError(f"{path}: no such file")
-    if file.suffix.lower() == ".png":
-        from graphcore.metadata import workflow_from_png
+    if file.suffix.lower() in (".png", ".webp", ".jpg", ".jpeg"):
+        from graphcore.convert import ConvertError, convert_any
 
-        return workflow_from_png(file)
+        try:
+            return convert_any(file.read_bytes(), _registry()).prompt
+        except ConvertError as exc:
+            raise CliError(f"{path}: {exc}") from None
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

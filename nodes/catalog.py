@@ -15,6 +15,10 @@ NODE_MODULES: tuple[str, ...] = (
     "nodes.image.load",
     "nodes.image.save",
     "nodes.image.transform",
+    "nodes.conditioning.combine",
+    "nodes.latent.scale",
+    "nodes.sampling.custom",
+    "nodes.upscale.nodes",
 )
 
 

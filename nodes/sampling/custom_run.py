@@ -16,7 +16,7 @@ from nodes.samplers.noise import prepare_noise
 from nodes.samplers.run import sample
 from nodes.sampling.custom import Guider, NoiseSource, SamplerChoice
 from nodes.sd.denoiser import CFGDenoiser
-from nodes.sd.ksampler import _inpaint_concat, _residual_hooks, model_sigmas
+from nodes.sd.ksampler import inpaint_concat, model_sigmas, residual_hooks_for
 from nodes.sd.model_manager import manager
 from nodes.sd.preview import latent_preview
 from nodes.values import Latent
@@ -54,10 +54,10 @@ def sample_custom(
             stack.enter_context(patch.applied(unet, {"role": "unet", "call_state": call_state, "model": model}))
         stack.enter_context(torch.no_grad())
         latent_in = ((raw - model.latent_shift) * model.latent_scale).to(device)
-        concat = _inpaint_concat(model, guider.positive, latent, latent_in) if model.family.is_inpaint else None
+        concat = inpaint_concat(model, guider.positive, latent, latent_in) if model.family.is_inpaint else None
         denoiser = CFGDenoiser(
             unet, model, guider.positive, guider.negative, guider.cfg, ms.timestep, ms.percent_to_sigma,
-            concat=concat, residual_hooks=_residual_hooks(guider.positive, guider.negative), call_state=call_state,
+            concat=concat, residual_hooks=residual_hooks_for(guider.positive, guider.negative), call_state=call_state,
         )
         if ctx is not None:
             ctx.check_interrupt()

@@ -47,7 +47,7 @@ def sigmas_for(model: ModelHandle, settings: SamplerSettings) -> torch.Tensor:
     return advanced_sigmas(sigmas, settings.start_at_step, settings.end_at_step, settings.return_with_leftover_noise)
 
 
-def _inpaint_concat(model: ModelHandle, positive: tuple[CondEntry, ...], latent: Latent, latent_in: torch.Tensor):
+def inpaint_concat(model: ModelHandle, positive: tuple[CondEntry, ...], latent: Latent, latent_in: torch.Tensor):
     """The extra input channels of a 9-channel inpainting UNet: [mask, masked-image latent]."""
     extras = positive[0].extras if positive else {}
     mask = extras.get("concat_mask", latent.noise_mask)
@@ -94,10 +94,10 @@ def run(
             stack.enter_context(patch.applied(unet, {"role": "unet", "call_state": call_state, "model": model}))
         stack.enter_context(torch.no_grad())
         latent_in = ((raw - model.latent_shift) * model.latent_scale).to(device)
-        concat = _inpaint_concat(model, positive, latent, latent_in) if model.family.is_inpaint else None
+        concat = inpaint_concat(model, positive, latent, latent_in) if model.family.is_inpaint else None
         denoiser = CFGDenoiser(
             unet, model, positive, negative, settings.cfg, ms.timestep, ms.percent_to_sigma, concat=concat,
-            residual_hooks=_residual_hooks(positive, negative), call_state=call_state,
+            residual_hooks=residual_hooks_for(positive, negative), call_state=call_state,
         )
         if ctx is not None:
             ctx.check_interrupt()
@@ -110,7 +110,7 @@ def run(
     return latent.replace(samples=samples)
 
 
-def _residual_hooks(positive: tuple[CondEntry, ...], negative: tuple[CondEntry, ...]) -> tuple:
+def residual_hooks_for(positive: tuple[CondEntry, ...], negative: tuple[CondEntry, ...]) -> tuple:
     """ControlNet residuals for the UNet call, when any entry carries controls."""
     if not any(e.controls for e in (*positive, *negative)):
         return ()
