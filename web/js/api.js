@@ -94,10 +94,11 @@ export class Api {
     return this.request("/upload/image", { method: "POST", body: form });
   }
 
-  /** Any workflow file (JSON text or image bytes) → {prompt, report}; 404 while the server has no converter. */
+  /** Any workflow file (JSON text or image bytes) → {prompt, report} with our node names; 404/501 when the
+   *  server has no converter. */
   convert(blob) {
     const type = blob.type || "application/octet-stream";
-    return this.request("/convert", { method: "POST", body: blob, headers: { "Content-Type": type } });
+    return this.request("/convert?our_names=true", { method: "POST", body: blob, headers: { "Content-Type": type } });
   }
 
   viewUrl({ filename, subfolder = "", type = "output" }) {

@@ -6,7 +6,7 @@ import { apiToGraph, looksLikeApi } from "./api_format.js";
 import { checkGraph, needsReport, showImportReport } from "./import_report.js";
 import { isPng, pngTextChunks } from "./png.js";
 import { toast } from "./toast.js";
-import { isUiWorkflow, isWorkflowFile, uiPositions } from "./workflow_file.js";
+import { isUiWorkflow, isWorkflowFile, uiGroups, uiPositions } from "./workflow_file.js";
 
 const IMAGE_TYPES = /^image\/(png|jpeg|webp|gif|bmp)$/;
 
@@ -136,7 +136,7 @@ export class FileIO {
     if (kind === "diffgraph") return this.loadOwn(data);
     if (kind === "ui") {
       const blob = file ?? new Blob([JSON.stringify(data)], { type: "application/json" });
-      return this.convert(blob, name, uiPositions(data));
+      return this.convert(blob, name, uiPositions(data), { groups: uiGroups(data) });
     }
     if (kind === "api") return this.loadApi(data, name);
     if (kind === "wrapped-api") return this.loadApi(looksLikeApi(data.prompt) ? data.prompt : data.api, name);
@@ -150,8 +150,9 @@ export class FileIO {
     if (report && needsReport(checked)) showImportReport(`Opened “${this.editor.graph.name}”`, checked);
   }
 
-  loadApi(api, name, { positions = {}, report = null, warnings: extra = [] } = {}) {
+  loadApi(api, name, { positions = {}, groups = [], report = null, warnings: extra = [] } = {}) {
     const { graph, warnings } = apiToGraph(api, this.app.schema, { positions, name });
+    graph.groups = groups;
     this.editor.load(graph.toJSON(), { keepHistory: true });
     const allWarnings = [...extra, ...warnings];
     const shown = report ?? checkGraph(this.editor.graph, this.app.schema);
@@ -166,7 +167,7 @@ export class FileIO {
     const workflow = texts.workflow ? parseJson(texts.workflow) : undefined;
     if (isWorkflowFile(workflow)) return this.loadOwn(workflow);
     const prompt = texts.prompt ? parseJson(texts.prompt) : undefined;
-    if (isUiWorkflow(workflow)) return this.convert(file, name, uiPositions(workflow));
+    if (isUiWorkflow(workflow)) return this.convert(file, name, uiPositions(workflow), { groups: uiGroups(workflow) });
     if (looksLikeApi(prompt)) return this.loadApi(prompt, name);
     if (texts.parameters) return this.convert(file, name, {});
     return this.imageAsNode(file, point);
@@ -181,20 +182,20 @@ export class FileIO {
   }
 
   /** POST /convert (ComfyUI UI format, A1111 parameters) → the API graph and the server's import report. */
-  async convert(blob, name, positions, { quiet = false } = {}) {
+  async convert(blob, name, positions, { quiet = false, groups = [] } = {}) {
     let answer;
     try {
       answer = await this.app.api.convert(blob);
     } catch (error) {
       if (quiet) throw error;
-      if (error.status === 404 || error.status === 405) {
+      if (error.status === 404 || error.status === 405 || error.status === 501) {
         throw new Error("this server cannot convert ComfyUI UI-format workflows (no POST /convert route)");
       }
       throw error;
     }
     const api = answer?.prompt ?? answer?.api ?? answer?.graph;
     if (!looksLikeApi(api)) throw new Error("the server's conversion returned no graph");
-    this.loadApi(api, name, { positions, report: answer.report ?? {} });
+    this.loadApi(api, name, { positions, groups, report: answer.report ?? {} });
   }
 
   async imageAsNode(file, point) {

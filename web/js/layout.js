@@ -1,5 +1,6 @@
-// Automatic placement for graphs that come without positions (API-format files): columns by depth, each column
-// ordered by where its nodes' inputs come from, so links mostly run left to right without crossing.
+// Automatic placement for graphs that come without positions (API-format files): columns by how far each node
+// is from the end of the graph (so a source sits just left of the node it feeds), each column ordered by where
+// its nodes' inputs come from, so links mostly run left to right without crossing.
 
 const COLUMN_GAP = 90;
 const ROW_GAP = 40;
@@ -18,24 +19,25 @@ export function estimateHeight(node, def) {
   return height + (def.outputNode ? 120 : 0);
 }
 
-function depths(graph, ids) {
-  const depth = new Map();
+/** For each node, the longest chain of links from it to a node that feeds nothing. */
+function distancesToEnd(graph, ids) {
+  const consumers = new Map([...ids].map((id) => [id, []]));
+  for (const id of ids) {
+    for (const [from] of Object.values(graph.get(id).links)) consumers.get(from)?.push(id);
+  }
+  const distance = new Map();
   const visiting = new Set();
   const visit = (id) => {
-    if (depth.has(id)) return depth.get(id);
+    if (distance.has(id)) return distance.get(id);
     if (visiting.has(id)) return 0; // a cycle: the server will refuse it; just keep going
     visiting.add(id);
-    const node = graph.get(id);
-    let d = 0;
-    for (const [from] of Object.values(node?.links ?? {})) {
-      if (ids.has(from)) d = Math.max(d, visit(from) + 1);
-    }
+    const d = Math.max(-1, ...consumers.get(id).map(visit)) + 1;
     visiting.delete(id);
-    depth.set(id, d);
+    distance.set(id, d);
     return d;
   };
   for (const id of ids) visit(id);
-  return depth;
+  return distance;
 }
 
 /** Places the nodes `ids` (all by default) below whatever is already placed. */
@@ -44,12 +46,10 @@ export function autoLayout(graph, schema, ids = [...graph.nodes.keys()]) {
   const placed = [...graph.nodes.values()].filter((n) => !chosen.has(n.id));
   const top = placed.length ? Math.max(...placed.map((n) => n.pos[1] + 300)) + ROW_GAP : 0;
   const left = placed.length ? Math.min(...placed.map((n) => n.pos[0])) : 0;
-  const depth = depths(graph, chosen);
+  const distance = distancesToEnd(graph, chosen);
+  const last = Math.max(0, ...distance.values());
   const columns = [];
-  for (const id of chosen) {
-    const d = depth.get(id);
-    (columns[d] ??= []).push(graph.get(id));
-  }
+  for (const id of chosen) (columns[last - distance.get(id)] ??= []).push(graph.get(id));
   const rowOf = new Map();
   let x = left;
   for (const column of columns) {

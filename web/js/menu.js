@@ -59,8 +59,12 @@ function openSubmenu(row, item, menu, root) {
   sub.style.position = "fixed";
   root.append(sub);
   const rect = row.getBoundingClientRect();
+  const parent = menu.getBoundingClientRect();
   const { width, height } = sub.getBoundingClientRect();
-  const left = rect.right + width + 4 > innerWidth ? rect.left - width - 4 : rect.right + 4;
+  // Right of the parent if it fits, else left of it, else against the window's right edge.
+  let left = innerWidth - width - 4;
+  if (parent.right + width + 4 <= innerWidth) left = parent.right + 2;
+  else if (parent.left - width - 2 >= 0) left = parent.left - width - 2;
   sub.style.left = `${Math.max(4, left)}px`;
   sub.style.top = `${Math.max(50, Math.min(rect.top - 5, innerHeight - height - 8))}px`;
   sub.style.maxHeight = `${innerHeight - 60}px`;

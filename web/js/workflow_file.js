@@ -40,3 +40,9 @@ export function uiPositions(data) {
   }
   return positions;
 }
+
+/** The groups of a ComfyUI UI-format file, as canvas groups (their colours are free-form: not kept). */
+export function uiGroups(data) {
+  return (data?.groups ?? []).filter((g) => Array.isArray(g.bounding) && g.bounding.length === 4)
+    .map((g, i) => ({ id: `g${i + 1}`, title: String(g.title ?? "Group"), bounds: g.bounding.map(Number), color: null }));
+}
