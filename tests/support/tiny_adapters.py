@@ -153,9 +153,10 @@ def controlnet_yaml(checkpoint: Any) -> dict[str, Any]:
     """A cldm ``ControlLDM`` yaml for a ControlNet made from `checkpoint`'s UNet (its sizes and head count)."""
     config = copy.deepcopy(checkpoint.ldm_config)
     params = config["model"]["params"]
+    unet = params.get("unet_config") or params["network_config"]  # LDM or SGM schema
     params["control_stage_config"] = {
         "target": "cldm.cldm.ControlNet",
-        "params": {**params["unet_config"]["params"], "hint_channels": 3},
+        "params": {**unet["params"], "hint_channels": 3},
     }
     config["model"]["target"] = "cldm.cldm.ControlLDM"
     return config
@@ -178,6 +179,26 @@ def place_controlnet(controlnet: Any, checkpoint: Any, folder: Path, stem: str, 
     if with_yaml:
         path.with_suffix(".yaml").write_text(yaml.safe_dump(controlnet_yaml(checkpoint), sort_keys=False))
     return path
+
+
+def build_sdxl_controlnet(checkpoint: Any, dest: Path, seed: int = 0) -> Any:
+    """A tiny SDXL ControlNet made from the tiny SDXL UNet: diffusers folder and original-layout single file."""
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    from nodes.sd.ldm_layout import controlnet_to_ldm
+    from support.tiny_models import TinyControlNet
+    from support.tiny_specs import CONTROLNET_EMBEDDING_CHANNELS
+
+    controlnet = ControlNetModel.from_unet(
+        checkpoint.unet, conditioning_embedding_out_channels=CONTROLNET_EMBEDDING_CHANNELS).eval()
+    _randomise_constants(controlnet, torch.Generator().manual_seed(seed + 1))
+    single_file = controlnet_to_ldm(controlnet.state_dict(), controlnet.config)
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = {"diffusers": dest / "tiny_controlnet_sdxl", "safetensors": dest / "tiny_controlnet_sdxl.safetensors"}
+    controlnet.save_pretrained(paths["diffusers"], safe_serialization=True)
+    save_file({k: v.contiguous() for k, v in single_file.items()}, str(paths["safetensors"]))
+    return TinyControlNet(paths, controlnet, single_file)
 
 
 # ---------------------------------------------------------------------------------------------------- IP-Adapter
