@@ -40,7 +40,7 @@ def ray_server(tmp_path_factory):
     previous = folder_config._current
     folder_config.configure(folders)
     server = RayServer(root / "data", folders, registry(with_library=True),
-                       RayPoolOptions(actors=2, cpus_per_actor=1)).start()
+                       RayPoolOptions(actors=2, cpus_per_actor=1, idle_check=1.0)).start()
     yield server
     server.stop()
     folder_config._current = previous
@@ -220,6 +220,27 @@ async def test_free_reaches_every_actor(ray_server):
     assert await asyncio.to_thread(wait_until, all_freed, 30, 0.2)
     loaded = pool.call_on_actors(lambda: sorted(__import__("test_ray_support").LOADED))
     assert list(loaded.values()) == [[], []]
+
+
+async def test_an_idle_actor_that_dies_is_replaced_without_costing_a_prompt(ray_server):
+    pool = ray_server.pool
+    before = await asyncio.to_thread(pool.actor_stats)
+    victim_key, victim = sorted((key, stats["pid"]) for key, stats in before.items())[0]
+    os.kill(victim, signal.SIGKILL)
+
+    def replaced() -> bool:
+        slot = next(slot for slot in pool.slots if slot.key == victim_key)
+        return slot.state == "idle" and slot.info.get("pid") not in (None, victim)
+
+    assert await asyncio.to_thread(wait_until, replaced, 60, 0.1)
+    (a,) = names("idle-death", "a")
+    make_checkpoints(ray_server.folders.models_dir, a)
+    client_id = uuid.uuid4().hex
+    async with aiohttp.ClientSession(ray_server.url) as session, session.ws_connect(f"/ws?clientId={client_id}") as ws:
+        ids = [await submit(session, work_graph(a, seed=i, steps=1, delay=0.0), client_id) for i in range(4)]
+        await read_until_done(ws, set(ids))
+        entries = [await history(session, prompt_id) for prompt_id in ids]
+    assert all(e["status"]["status_str"] == "success" and not messages_of(e, "execution_restarted") for e in entries)
 
 
 def txt2img(checkpoint: str, prefix: str) -> dict:

@@ -161,7 +161,7 @@ def test_the_worker_ships_each_file_once_and_keeps_its_name(tmp_path):
     (worker.output_dir / "a_00001_.png").write_bytes(b"pixels")
     ui = {"images": [{"filename": "a_00001_.png", "subfolder": "", "type": "output"},
                      {"filename": "gone.png", "subfolder": "", "type": "output"}]}
-    shipped: set = set()
+    shipped: dict = {}
     assert ray_files.collect_outputs(worker, ui, shipped) == [("output", "", "a_00001_.png", b"pixels")]
     assert ray_files.collect_outputs(worker, ui, shipped) == []
     ray_files.empty_shipped(worker, list(shipped))

@@ -31,6 +31,7 @@ ShippedFile = tuple[str, str, str, bytes]  # (folder type, subfolder, filename, 
 ANNOTATIONS = {" [input]": "input", " [output]": "output", " [temp]": "temp"}
 SHIPPED_TYPES = ("output", "temp")
 MAX_INPUT_BYTES = 512 * 1024 * 1024  # all input files of one prompt together
+MAX_REMEMBERED_FILES = 100_000  # shipped names a worker / the server keeps for cached re-runs
 
 
 def folder_root(folders: Folders, folder_type: str) -> Path:
@@ -122,8 +123,9 @@ def entry_key(entry: dict[str, Any]) -> FileKey:
     return (entry.get("type", "output"), entry.get("subfolder", ""), entry["filename"])
 
 
-def collect_outputs(folders: Folders, ui: Any, shipped: set[FileKey]) -> list[ShippedFile]:
-    """On the worker: the content of the files a node's UI names and that were not shipped before."""
+def collect_outputs(folders: Folders, ui: Any, shipped: dict[FileKey, None]) -> list[ShippedFile]:
+    """On the worker: the content of the files a node's UI names and that were not shipped before
+    (`shipped` remembers the newest MAX_REMEMBERED_FILES names, oldest first)."""
     files: list[ShippedFile] = []
     for entry in file_entries(ui):
         key = entry_key(entry)
@@ -136,7 +138,9 @@ def collect_outputs(folders: Folders, ui: Any, shipped: set[FileKey]) -> list[Sh
             continue
         if path.is_file():
             files.append((folder_type, subfolder, filename, path.read_bytes()))
-            shipped.add(key)
+            shipped[key] = None
+            while len(shipped) > MAX_REMEMBERED_FILES:
+                del shipped[next(iter(shipped))]
     return files
 
 
@@ -166,6 +170,8 @@ class OutputPlacer:
             directory = safe_join(folder_root(self.folders, folder_type), subfolder)
             directory.mkdir(parents=True, exist_ok=True)
             self.names[(folder_type, subfolder, filename)] = _write_new(directory, filename, content)
+            while len(self.names) > MAX_REMEMBERED_FILES:  # the oldest: long gone from the worker's cache
+                del self.names[next(iter(self.names))]
 
     def rewrite(self, ui: Any) -> Any:
         """The UI payload with the server's names for the worker's files (a copy; other values as they are)."""

@@ -47,6 +47,7 @@ class RayPoolOptions:
     window: int = 32  # pending prompts looked at per dispatch
     models_dir: str | None = None  # the models folder's path on the workers (default: the server's)
     start_timeout: float = 300.0  # seconds an actor may take to start (its node may still be coming up)
+    idle_check: float = 10.0  # seconds between liveness checks of an idle actor (a dead one is replaced)
     actor_options: dict[str, Any] = field(default_factory=dict)  # more Ray options (resources, runtime_env, …)
 
     @classmethod

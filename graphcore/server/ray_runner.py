@@ -133,7 +133,7 @@ class PromptRunner:
         self.executor = Executor(self.registry, cache=OutputCache(), folders=self.folders)
         self.executor.memory_pressure_hooks.append(self._after_out_of_memory)
         self.models: dict[ModelKey, None] = {}  # insertion order = least recently used first
-        self.shipped: set[ray_files.FileKey] = set()
+        self.shipped: dict[ray_files.FileKey, None] = {}
         self.shipped_now: list[ray_files.FileKey] = []
         self.prompts = 0
         self._run_lock = threading.Lock()

@@ -101,9 +101,11 @@ class ActorSlot:
                     failures += 1
                     continue
             with self.cond:
-                self.cond.wait_for(lambda: self.pool.stopping or self.item is not None, timeout=5.0)
+                self.cond.wait_for(lambda: self.pool.stopping or self.item is not None,
+                                   timeout=self.pool.options.idle_check)
                 item = self.item
             if item is None:
+                self._check_alive()
                 continue
             try:
                 self._serve(item)
@@ -139,6 +141,18 @@ class ActorSlot:
         log.info("%s: actor ready (pid %s on %s)", self.key, info.get("pid"), info.get("host"))
         self.pool.wake()
         return True
+
+    def _check_alive(self) -> None:
+        """An idle actor that died (its node went away) is replaced before a prompt is sent to it."""
+        if self.pool.stopping or self.actor is None:
+            return
+        try:
+            self.pool.ray.get(self.actor.ping.remote(), timeout=max(self.pool.options.idle_check, 5.0))
+        except self.pool.death_errors as exc:
+            log.warning("%s: the idle actor died (%s); starting a new one", self.key, _death_reason(exc))
+            self._retire_actor()
+        except Exception:  # slow to answer (busy node): it is not dead
+            return
 
     def _retire_actor(self) -> None:
         with self.cond:
