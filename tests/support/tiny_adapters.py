@@ -210,22 +210,25 @@ class TinyClipVision:
     processor: Any  # CLIPImageProcessor
 
 
-def build_clip_vision(dest: Path, seed: int = 0) -> TinyClipVision:
+def build_clip_vision(dest: Path, seed: int = 0, **overrides: Any) -> TinyClipVision:
+    """The tiny encoder (:data:`CLIP_VISION` sizes, `overrides` changing some) as a folder and as a single file."""
     from safetensors.torch import save_file
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed)
-    config = CLIPVisionConfig(**CLIP_VISION)
+    sizes = {**CLIP_VISION, **overrides}
+    config = CLIPVisionConfig(**sizes)
     model = CLIPVisionModelWithProjection(config).eval()
     _randomise_constants(model, torch.Generator().manual_seed(seed))
-    size = CLIP_VISION["image_size"]
+    size = sizes["image_size"]
     processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-    folder = dest / "tiny_clip_vision"
+    stem = "tiny_clip_vision" + "".join(f"_{k}{v}" for k, v in sorted(overrides.items()))
+    folder = dest / stem
     model.save_pretrained(folder, safe_serialization=True)
     processor.save_pretrained(folder)
-    file = dest / "tiny_clip_vision.safetensors"
+    file = dest / f"{stem}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(file))
-    file.with_suffix(".json").write_text(json.dumps(CLIP_VISION))
+    file.with_suffix(".json").write_text(json.dumps(sizes))
     return TinyClipVision(folder, file, model, processor)
 
 
