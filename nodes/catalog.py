@@ -15,6 +15,7 @@ NODE_MODULES: tuple[str, ...] = (
     "nodes.image.load",
     "nodes.image.save",
     "nodes.image.transform",
+    "nodes.image.masks",
     "nodes.conditioning.combine",
     "nodes.latent.scale",
     "nodes.sampling.custom",
