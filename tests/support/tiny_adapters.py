@@ -309,18 +309,36 @@ class TinySafetyChecker:
     processor: Any  # CLIPImageProcessor
 
 
+def _discard_shared_direction(checker: Any, processor: Any) -> None:
+    """A random tiny vision tower maps every picture to nearly the same vector (cosines > 0.9); project out the
+    mean pooled output of a few noise pictures so that different pictures get different embeddings."""
+    import numpy as np
+    from PIL import Image
+
+    pictures = [Image.fromarray(np.random.default_rng(100 + s).integers(0, 256, (40, 48, 3)).astype(np.uint8))
+                for s in range(8)]
+    with torch.no_grad():
+        pooled = checker.vision_model(processor(pictures, return_tensors="pt").pixel_values)[1]
+        mean = pooled.mean(0)
+        keep = torch.eye(mean.numel()) - torch.outer(mean, mean) / mean.dot(mean)
+        checker.visual_projection.weight.copy_(checker.visual_projection.weight @ keep)
+
+
 def checker_embeddings(checker: Any, processor: Any, images: list) -> torch.Tensor:
     """Projected image embeddings [N, D] of PIL images, as the checker computes them."""
+    if not images:
+        return torch.zeros(0, checker.config.projection_dim)
     pixels = processor(images, return_tensors="pt").pixel_values
     with torch.no_grad():
         return checker.visual_projection(checker.vision_model(pixels)[1])
 
 
 def build_safety_checker(dest: Path, *, seed: int = 0, flag: list | None = None, special: list | None = None,
-                         layout: str = "folder") -> TinySafetyChecker:
-    """A tiny checker. `flag`: PIL images made to hit concept k exactly (threshold 0.99); `special`: PIL images
-    that hit a special-care concept (threshold 0.99) and sit 0.005 under concept 16's threshold, so only the
-    special-care adjustment (+0.01) flags them. Every other concept has threshold 1.0: nothing else is flagged."""
+                         borderline: list | None = None, layout: str = "folder") -> TinySafetyChecker:
+    """A tiny checker. `flag`: PIL images made to hit concept k exactly (threshold 0.99: score +0.01); `special`:
+    one PIL image that hits a special-care concept (threshold 0.99) and sits 0.005 under concept 16's threshold, so
+    only the special-care adjustment (+0.01) flags it; `borderline`: images 0.02 under concept 8+k's threshold
+    (flagged only when the sensitivity raises scores). Every other concept has threshold 1.0: nothing else flags."""
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
@@ -333,6 +351,7 @@ def build_safety_checker(dest: Path, *, seed: int = 0, flag: list | None = None,
     _randomise_constants(checker, generator)
     size = CLIP_VISION["image_size"]
     processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    _discard_shared_direction(checker, processor)
     with torch.no_grad():
         checker.concept_embeds.copy_(torch.randn(17, 16, generator=generator))
         checker.special_care_embeds.copy_(torch.randn(3, 16, generator=generator))
@@ -346,6 +365,9 @@ def build_safety_checker(dest: Path, *, seed: int = 0, flag: list | None = None,
             checker.special_care_embeds_weights[k] = 0.99
             checker.concept_embeds[16] = embedding
             checker.concept_embeds_weights[16] = 1.005
+        for k, embedding in enumerate(checker_embeddings(checker, processor, borderline or [])):
+            checker.concept_embeds[8 + k] = embedding
+            checker.concept_embeds_weights[8 + k] = 1.02
     path = dest / "tiny_checker"
     model_dir = path / "safety_checker" if layout == "pipeline" else path
     model_dir.mkdir(parents=True, exist_ok=True)
