@@ -6,7 +6,7 @@ checkpoint loads per actor, and the load average seen (other jobs on the machine
 Actor start-up and the first import of torch/diffusers in each actor are done before the clock starts;
 checkpoint loads are part of the measured work (that is what affinity saves).
 
-    python bench/scale.py [--prompts 40] [--steps 8] [--size 64] [--reference]
+    python bench/scale.py [--prompts 40] [--steps 8] [--size 64] [--reference] [--baseline]
 """
 
 from __future__ import annotations
@@ -103,12 +103,17 @@ def run_setup(label: str, folders, registry, root: Path, actors: int, cpus: floa
         pool.call_on_actors(warm_up, timeout=300)
         items = [QueuedPrompt(f"{label}-{i}", i, txt2img(CHECKPOINTS[i % 2], i, steps, size)) for i in range(prompts)]
         load_before = os.getloadavg()[0]
+        cpu_before = pool.call_on_actors(time.process_time)
+        server_cpu_before = time.process_time()
         started = time.perf_counter()
         store.add_many(items)
         pool.wake()
         if not done.wait(1800):
             raise RuntimeError(f"only {len(finished)} of {prompts} prompts finished")
         elapsed = time.perf_counter() - started
+        server_cpu = time.process_time() - server_cpu_before
+        cpu_after = pool.call_on_actors(time.process_time)
+        actor_cpu = sum(cpu_after[key] - cpu_before[key] for key in cpu_after)
         load_after = os.getloadavg()[0]
         history = store.history()
         failed = [pid for pid, entry in history.items() if entry["status"]["status_str"] != "success"]
@@ -121,7 +126,52 @@ def run_setup(label: str, folders, registry, root: Path, actors: int, cpus: floa
     per_actor = {key: {"prompts": stats[key]["prompts"], **loads[key],
                        "holds": sorted(name for _, name in stats[key]["models"])} for key in stats}
     return {"label": label, "elapsed": elapsed, "throughput": prompts / elapsed, "failed": failed,
-            "per_actor": per_actor, "load": (load_before, load_after), "mean_run": sum(run_times) / len(run_times)}
+            "per_actor": per_actor, "load": (load_before, load_after), "mean_run": sum(run_times) / len(run_times),
+            "actor_cpu": actor_cpu / prompts, "server_cpu": server_cpu / prompts}
+
+
+def _plain_worker(root: str, checkpoint_index: int | None, count: int, steps: int, size: int, ready, go,
+                  results) -> None:
+    """A process without Ray: the same prompts through an Executor on 1 thread; puts the seconds they took."""
+    import torch
+
+    torch.set_num_threads(1)
+    from graphcore.executor import Executor
+
+    base = Path(root)
+    folders = folder_config.configure(folder_config.Folders(base / "models", base / "plain-input",
+                                                            base / "plain-output", base / "temp").create())
+    executor = Executor(discover(), folders=folders)
+    warm_up()
+    ready.wait()
+    go.wait()
+    started = time.perf_counter()
+    for i in range(count):
+        index = checkpoint_index if checkpoint_index is not None else i % 2
+        result = executor.run(txt2img(CHECKPOINTS[index], 10_000 + i, steps, size))
+        assert result.ok, result.error
+    results.put(time.perf_counter() - started)
+
+
+def plain_processes(root: Path, prompts: int, steps: int, size: int) -> tuple[float, float]:
+    """What this machine allows without Ray: all prompts in 1 process vs half each in 2 processes at once (one
+    checkpoint each, like perfect affinity). Returns (seconds for 1 process, seconds for 2)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    timings = []
+    for shares in ([(None, prompts)], [(0, prompts // 2), (1, prompts - prompts // 2)]):
+        ready, go, results = context.Barrier(len(shares) + 1), context.Event(), context.Queue()
+        processes = [context.Process(target=_plain_worker, args=(str(root), index, count, steps, size, ready, go,
+                                                                 results)) for index, count in shares]
+        for process in processes:
+            process.start()
+        ready.wait(600)
+        go.set()
+        timings.append(max(results.get(timeout=1800) for _ in processes))
+        for process in processes:
+            process.join(60)
+    return timings[0], timings[1]
 
 
 def _run_seconds(entry: dict) -> float:
@@ -136,6 +186,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--reference", action="store_true", help="also 1 actor with 2 CPUs (2 torch threads)")
+    parser.add_argument("--baseline", action="store_true", help="also 1 vs 2 plain processes without Ray")
     args = parser.parse_args()
 
     import ray
@@ -143,7 +194,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="diffgraph-scale-"))
     folders = make_models(root)
     registry = discover()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="diffgraph-bench",
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="diffgraph-bench",
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
     print(f"cpus: {os.cpu_count()}, load average at start: {os.getloadavg()}")
     setups = [("1 actor", 1, 1.0, True), ("2 actors", 2, 1.0, True), ("2 actors, no affinity", 2, 1.0, False)]
@@ -158,11 +209,17 @@ def main() -> None:
         print(f"\n{label}: {args.prompts} prompts in {result['elapsed']:.1f} s = {result['throughput']:.2f} prompts/s"
               f", {result['mean_run']:.2f} s per prompt in an actor (load average {result['load'][0]:.2f} →"
               f" {result['load'][1]:.2f}; failed: {len(result['failed'])})")
+        print(f"  CPU per prompt: {result['actor_cpu']:.3f} s in the actors, {result['server_cpu']:.3f} s in the"
+              " server")
         for key, figures in sorted(result["per_actor"].items()):
             print(f"  {key}: {figures}")
     ray.shutdown()
     one, two = results[0], results[1]
     print(f"\nthroughput 2 actors / 1 actor: {two['throughput'] / one['throughput']:.2f}× (goal ≥ 1.7×)")
+    if args.baseline:
+        single, double = plain_processes(root, args.prompts, args.steps, args.size)
+        print(f"without Ray, {args.prompts} prompts: 1 process {single:.1f} s, 2 processes {double:.1f} s ="
+              f" {single / double:.2f}× (what this machine allows now; load average {os.getloadavg()[0]:.2f})")
     no_affinity = results[2]
     for name, result in (("with", two), ("without", no_affinity)):
         loads = {key: figures["checkpoint loads"] for key, figures in sorted(result["per_actor"].items())}

@@ -136,8 +136,9 @@ def init_ray(num_cpus: int = 2) -> Any:
     import ray
 
     if not ray.is_initialized():
-        ray.init(
-            num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, namespace="diffgraph-tests",
+        ray.init(  # "local": always a new private instance, never a cluster already running on this host
+            address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+            namespace="diffgraph-tests",
             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS_DIR), "HF_HUB_OFFLINE": "1"}},
         )
     assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
