@@ -283,6 +283,41 @@ class QueueStore:
                 for pid in prompt_ids
             )
 
+    # --- picking prompts out of order (the Ray pool routes by loaded model) ----------------------------
+    def pending_ids(self, limit: int) -> list[str]:
+        """The first `limit` pending prompt ids, in run order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT prompt_id FROM prompts WHERE state = 'pending' ORDER BY number, seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def pending_prompt(self, prompt_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT prompt FROM prompts WHERE prompt_id = ? AND state = 'pending'", (prompt_id,)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def claim_prompt(self, prompt_id: str, worker: str) -> QueuedPrompt | None:
+        """Mark this pending prompt running by `worker`; None when it is no longer pending (deleted)."""
+        with self._lock, self._transaction():
+            row = self._db.execute(
+                "UPDATE prompts SET state = 'running', worker = ?, started = ?, attempts = attempts + 1"
+                " WHERE prompt_id = ? AND state = 'pending'"
+                " RETURNING prompt_id, number, prompt, extra_data, outputs_to_execute, client_id, attempts",
+                (worker, time.time(), prompt_id),
+            ).fetchone()
+        return _queued(row) if row else None
+
+    def requeue_after_failure(self, prompt_id: str) -> None:
+        """Back to pending at its place in the queue, keeping the attempt (unlike `requeue`, used on a stop)."""
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE prompts SET state = 'pending', worker = NULL WHERE prompt_id = ? AND state = 'running'",
+                (prompt_id,),
+            )
+
     def _trim(self) -> None:
         self._db.execute(
             "DELETE FROM prompts WHERE state = 'done' AND done_seq <= ?",

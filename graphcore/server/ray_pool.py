@@ -22,7 +22,6 @@ from graphcore.folders import Folders
 from graphcore.registry import Registry
 from graphcore.server.prompt_events import EventSink
 from graphcore.server.queue_store import QueueStore
-from graphcore.server.ray_queue import claim_prompt, pending_ids, pending_prompt
 from graphcore.server.ray_routing import ModelKey, Pending, Router, model_needs
 from graphcore.server.ray_runner import PromptRunner, RunnerSettings
 from graphcore.server.ray_slot import ActorSlot, wait_until
@@ -278,10 +277,10 @@ class RayPool:
         idle = [slot for slot in self.slots if slot.state == "idle" and slot.item is None]
         if not idle:
             return
-        window = pending_ids(self.store, self.options.window)
+        window = self.store.pending_ids(self.options.window)
         for prompt_id in window:
             if prompt_id not in self._needs:
-                prompt = pending_prompt(self.store, prompt_id)
+                prompt = self.store.pending_prompt(prompt_id)
                 self._needs[prompt_id] = model_needs(prompt, self.registry) if prompt else frozenset()
         self._needs = {prompt_id: self._needs[prompt_id] for prompt_id in window}
         self.router.forget(window)
@@ -290,6 +289,6 @@ class RayPool:
         live = [slot.load() for slot in self.slots if slot.state in ("idle", "busy")]
         for prompt_id, key in self.router.assign(pending, live):
             slot = by_key[key]
-            item = claim_prompt(self.store, prompt_id, key)
+            item = self.store.claim_prompt(prompt_id, key)
             if item is not None:
                 slot.assign(item, set(self._needs.get(prompt_id, ())))

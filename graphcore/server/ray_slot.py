@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from graphcore.server import ray_files
 from graphcore.server.prompt_events import PromptEvents, json_safe, message, now_ms
 from graphcore.server.queue_store import Finished, QueuedPrompt
-from graphcore.server.ray_queue import requeue_after_failure
 from graphcore.server.ray_routing import ActorLoad, ModelKey
 from graphcore.server.ray_runner import error_from_dict
 
@@ -231,7 +230,7 @@ class ActorSlot:
             data = {"prompt_id": item.prompt_id, "reason": reason, "attempt": item.attempts + 1,
                     "timestamp": now_ms()}
             pool.earlier_attempts[item.prompt_id] = [*events.messages, ["execution_restarted", data]]
-            requeue_after_failure(pool.store, item.prompt_id)
+            pool.store.requeue_after_failure(item.prompt_id)
             if item.client_id is not None and pool.sink.wants(item.client_id):
                 pool.sink.send_text(item.client_id, message("execution_restarted", data))
             return
