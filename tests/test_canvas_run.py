@@ -152,6 +152,11 @@ SLOW_GRAPH = {
 def test_queue_panel_cancels_a_waiting_run_and_stops_the_running_one(page):
     load_workflow(page, SLOW_GRAPH)
     page.locator("#btn-queue-panel").click()
+    history = page.locator("#queue-panel .qp-section:nth-child(3)")
+    history.locator("h3").wait_for()
+    if history.locator("button", has_text="Clear").count():  # runs of other tests on this server
+        history.locator("button", has_text="Clear").click()
+    history.locator(".qp-empty").wait_for()
     page.locator("#btn-queue").click()
     running = page.locator("#queue-panel .qp-item.running")
     running.wait_for(timeout=20_000)
@@ -171,7 +176,7 @@ def test_queue_panel_cancels_a_waiting_run_and_stops_the_running_one(page):
     running.locator("button", has_text="Stop").click()
     page.wait_for_function("!document.querySelector('#queue-panel .qp-item.running')", timeout=20_000)
     page.wait_for_function("document.querySelectorAll('.node.running').length === 0")
-    history = page.locator("#queue-panel .qp-section:nth-child(3) .qp-item")
-    history.first.wait_for()
-    assert history.count() == 1  # the cancelled run never ran
-    assert "interrupted" in history.first.locator(".sub").inner_text() or "error" in history.first.inner_text()
+    finished = history.locator(".qp-item")
+    finished.first.wait_for()
+    assert finished.count() == 1  # the cancelled run never ran
+    assert finished.first.locator(".sub").inner_text().startswith("error")  # stopped: ComfyUI's status_str

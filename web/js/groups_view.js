@@ -38,7 +38,8 @@ export class GroupsView {
   update(group, root = this.els.get(group.id), selectedId = null) {
     if (!root) return;
     const [x, y, w, h] = group.bounds;
-    root.style.transform = `translate(${x}px, ${y}px)`;
+    root.style.left = `${x}px`;
+    root.style.top = `${y}px`;
     root.style.width = `${w}px`;
     root.style.height = `${h}px`;
     root.firstChild.textContent = group.title;

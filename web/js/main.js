@@ -78,10 +78,11 @@ class App {
       onPreview: (blob) => this.execution.onPreview(blob),
       onState: (state) => this.showConnection(state),
     });
-    requestAnimationFrame(() => {
+    // Ready once a frame with the nodes in it has been painted (the frame after the first one).
+    requestAnimationFrame(() => requestAnimationFrame(() => {
       this.readyAt = performance.now();
       document.body.dataset.ready = "true";
-    });
+    }));
   }
 
   addNodeAt(def, clientX, clientY) {

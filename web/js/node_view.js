@@ -5,7 +5,9 @@ import { typeColor } from "./types.js";
 import { controlWidget, createWidget } from "./widgets.js";
 
 const HEADER_HEIGHT = 30;
+const PAD = 8; // the .node box's margin around its visible frame (see nodes.css)
 const SMALL_IMAGE = 128;
+const TITLE_CHAR_WIDTH = 7.4; // px per character of the 13 px semibold title, roughly
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -81,7 +83,9 @@ export class NodeView {
     this.errorsEl = el("div", "node-errors");
     body.append(this.mediaEl, this.errorsEl);
     if (def.missing) this.errorsEl.textContent = `The server has no node type "${node.type}".`;
-    root.append(header, progress, body, el("div", "node-resize"));
+    this.frame = el("div", "node-frame");
+    this.frame.append(header, progress, body, el("div", "node-resize"));
+    root.append(this.frame);
     this.el = root;
     this.refresh();
   }
@@ -129,11 +133,13 @@ export class NodeView {
         thumbUrl: services.thumbUrl,
       });
       widget.el.classList.add("widget-main");
-      row.append(d, widget.el, note);
+      const stack = el("div", "widget-stack");
+      stack.append(widget.el, note);
+      row.append(d, stack);
       if (input.hasControl) {
         const control = controlWidget(node.controls[input.name] ?? "fixed", (mode) =>
           services.onControl(this.node, input.name, mode));
-        row.append(control.el);
+        stack.append(control.el);
         widget.control = control;
       }
       box.append(row);
@@ -147,15 +153,18 @@ export class NodeView {
   /** Title, colour, mode, collapsed state, size and link marks from the node's data. */
   refresh() {
     const { node, el: root } = this;
-    this.titleEl.textContent = this.services.title(node);
+    const title = this.services.title(node);
+    const room = Math.max(8, Math.floor((node.size[0] - 64) / TITLE_CHAR_WIDTH));
+    this.titleEl.textContent = title.length > room ? `${title.slice(0, room - 1)}…` : title;
+    this.titleEl.title = title;
     root.classList.toggle("collapsed", node.collapsed);
     root.classList.toggle("muted", node.mode === "muted");
     root.classList.toggle("bypass", node.mode === "bypass");
     this.badge.textContent = node.mode === "normal" ? "" : node.mode;
     for (const cls of [...root.classList]) if (cls.startsWith("color-")) root.classList.remove(cls);
     if (node.color) root.classList.add(`color-${node.color}`);
-    root.style.width = node.collapsed ? "" : `${node.size[0]}px`;
-    root.style.minHeight = node.collapsed || !node.size[1] ? "" : `${node.size[1]}px`;
+    this.frame.style.width = node.collapsed ? "" : `${node.size[0]}px`;
+    this.frame.style.minHeight = node.collapsed || !node.size[1] ? "" : `${node.size[1]}px`;
     for (const [name, d] of this.inputDots) {
       const linked = Boolean(node.links[name]);
       d.classList.toggle("linked", linked);
@@ -176,25 +185,32 @@ export class NodeView {
     }
   }
 
+  // left/top rather than a transform: a transform per node would give Blink 300 property nodes to layerize on
+  // every frame of a pan.
   setPosition() {
     const [x, y] = this.node.pos;
-    this.el.style.transform = `translate(${x}px, ${y}px)`;
+    this.el.style.left = `${x - PAD}px`;
+    this.el.style.top = `${y - PAD}px`;
   }
 
   setSelected(selected) {
     this.el.classList.toggle("selected", selected);
   }
 
-  /** Socket centres relative to the node's corner; reads layout, so call it in batches. */
+  /** Socket centres relative to the frame's corner (the node's position); reads layout, so call it in batches. */
   measure() {
     const root = this.el;
-    this.width = root.offsetWidth;
-    this.height = root.offsetHeight;
+    this.width = this.frame.offsetWidth;
+    this.height = this.frame.offsetHeight;
     const collapsed = this.node.collapsed;
+    const local = (d) => {
+      const [x, y] = offsetWithin(d, root);
+      return [x - PAD, y - PAD];
+    };
     for (const [name, d] of this.inputDots) {
-      this.anchors.inputs.set(name, collapsed ? [0, HEADER_HEIGHT / 2] : offsetWithin(d, root));
+      this.anchors.inputs.set(name, collapsed ? [0, HEADER_HEIGHT / 2] : local(d));
     }
-    this.anchors.outputs = this.outputDots.map((d) => (collapsed ? [this.width, HEADER_HEIGHT / 2] : offsetWithin(d, root)));
+    this.anchors.outputs = this.outputDots.map((d) => (collapsed ? [this.width, HEADER_HEIGHT / 2] : local(d)));
   }
 
   inputAnchor(name) {
@@ -275,7 +291,7 @@ export class NodeView {
       if (row) {
         row.classList.add("has-error");
         row.title = error.message;
-        if (row.classList.contains("widget-row")) row.append(el("div", "widget-error", error.message));
+        if (row.classList.contains("widget-row")) row.lastChild.append(el("div", "widget-error", error.message));
       }
       const named = !error.input || error.message.includes(error.input);
       const line = el("div", "", named ? error.message : `${error.input}: ${error.message}`);

@@ -1,10 +1,11 @@
-// Pan and zoom: one CSS transform on the world layer. While the view moves the layer is composited
-// (will-change), and once it rests it is re-rasterised so text is sharp at every zoom.
+// Pan and zoom: one CSS transform on the world layer (a composited layer: moving it repaints nothing; Chromium
+// re-rasterises it sharp once a zoom rests).
 
 const MIN_ZOOM = 0.1;
 const MAX_ZOOM = 3;
+const FAR_ZOOM = 0.3;
 const GRID = 24;
-const SETTLE_MS = 180;
+const GRID_SETTLE_MS = 150;
 
 export class Viewport {
   constructor(canvas, world, onChange) {
@@ -14,10 +15,28 @@ export class Viewport {
     this.x = 0;
     this.y = 0;
     this.zoom = 1;
-    this.settleTimer = 0;
+    this.far = false;
     this.frame = 0;
+    this.grid = world.querySelector("#grid");
+    this.gridTimer = 0;
     this.rect = canvas.getBoundingClientRect();
-    new ResizeObserver(() => (this.rect = canvas.getBoundingClientRect())).observe(canvas);
+    new ResizeObserver(() => {
+      this.rect = canvas.getBoundingClientRect();
+      this.placeGrid();
+    }).observe(canvas);
+  }
+
+  /** Covers the visible world, and as much again around it, with the grid (on the 24 px lattice). */
+  placeGrid() {
+    const [x0, y0] = this.toWorld(this.rect.left, this.rect.top);
+    const [x1, y1] = this.toWorld(this.rect.right, this.rect.bottom);
+    const [w, h] = [x1 - x0, y1 - y0];
+    const left = Math.floor((x0 - w) / GRID) * GRID;
+    const top = Math.floor((y0 - h) / GRID) * GRID;
+    Object.assign(this.grid.style, {
+      left: `${left}px`, top: `${top}px`, width: `${Math.ceil(3 * w / GRID + 1) * GRID}px`,
+      height: `${Math.ceil(3 * h / GRID + 1) * GRID}px`,
+    });
   }
 
   /** Applies the transform on the next frame (many wheel events per frame cost one style write). */
@@ -25,13 +44,11 @@ export class Viewport {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
-      this.world.classList.add("moving");
       this.world.style.transform = `translate(${this.x}px, ${this.y}px) scale(${this.zoom})`;
-      const size = GRID * this.zoom;
-      this.canvas.style.backgroundSize = `${size}px ${size}px`;
-      this.canvas.style.backgroundPosition = `${this.x % size}px ${this.y % size}px`;
-      clearTimeout(this.settleTimer);
-      this.settleTimer = setTimeout(() => this.world.classList.remove("moving"), SETTLE_MS);
+      clearTimeout(this.gridTimer);
+      this.gridTimer = setTimeout(() => this.placeGrid(), GRID_SETTLE_MS);
+      const far = this.zoom < FAR_ZOOM; // a grid that dense is only noise
+      if (far !== this.far) this.canvas.classList.toggle("far", (this.far = far));
       this.onChange?.();
     });
   }

@@ -153,7 +153,7 @@ function comboWidget(input, value, onChange) {
   const label = el("span", "w-label", input.name);
   const select = el("select");
   select.setAttribute("aria-label", input.name);
-  root.append(label, select);
+  root.append(label, select, el("span", "w-caret", "▾"));
   root.title = input.tooltip;
   let choices = input.choices ?? [];
   const set = (v) => fillOptions(select, choices, v);
@@ -222,7 +222,7 @@ export function controlWidget(mode, onChange) {
   select.setAttribute("aria-label", "control after generate");
   for (const choice of CONTROL_MODES) select.append(new Option(choice, choice));
   select.value = mode;
-  root.append(label, select);
+  root.append(label, select, el("span", "w-caret", "▾"));
   select.addEventListener("change", () => onChange(select.value, true));
   return { el: root, set: (v) => (select.value = v) };
 }
