@@ -138,8 +138,10 @@ export class FileIO {
       const blob = file ?? new Blob([JSON.stringify(data)], { type: "application/json" });
       return this.convert(blob, name, uiPositions(data), { groups: uiGroups(data) });
     }
-    if (kind === "api") return this.loadApi(data, name);
-    if (kind === "wrapped-api") return this.loadApi(looksLikeApi(data.prompt) ? data.prompt : data.api, name);
+    if (kind === "api" || kind === "wrapped-api") {
+      const api = kind === "api" ? data : looksLikeApi(data.prompt) ? data.prompt : data.api;
+      return this.importApi(api, name, () => file ?? new Blob([JSON.stringify(api)], { type: "application/json" }));
+    }
     if (kind === "wrapped") return this.importData(data.workflow, name);
     throw new Error("not a workflow (expected diffgraph's, ComfyUI's UI or API format)");
   }
@@ -161,6 +163,19 @@ export class FileIO {
     }
   }
 
+  /** An API graph in our node names opens here; one in other tools' names (aliases whose inputs may be renamed)
+   *  goes through the server's converter, which knows the renames — or is mapped here by name when it has none. */
+  async importApi(api, name, payload) {
+    const foreign = Object.values(api).some((node) => !this.app.schema.defs.has(node.class_type));
+    if (!foreign) return this.loadApi(api, name);
+    try {
+      return await this.convert(payload(), name, {}, { quiet: true });
+    } catch (error) {
+      if (![404, 405, 501].includes(error.status)) throw error;
+      return this.loadApi(api, name, { warnings: ["the server has no converter: node types were mapped by name only"] });
+    }
+  }
+
   async loadPng(file, bytes, point) {
     const texts = await pngTextChunks(bytes.buffer);
     const name = baseName(file.name);
@@ -168,7 +183,7 @@ export class FileIO {
     if (isWorkflowFile(workflow)) return this.loadOwn(workflow);
     const prompt = texts.prompt ? parseJson(texts.prompt) : undefined;
     if (isUiWorkflow(workflow)) return this.convert(file, name, uiPositions(workflow), { groups: uiGroups(workflow) });
-    if (looksLikeApi(prompt)) return this.loadApi(prompt, name);
+    if (looksLikeApi(prompt)) return this.importApi(prompt, name, () => file);
     if (texts.parameters) return this.convert(file, name, {});
     return this.imageAsNode(file, point);
   }

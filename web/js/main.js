@@ -98,13 +98,13 @@ class App {
   }
 
   /** The default workflow (web/default_workflow.json); a model it names that is not here becomes the first one. */
-  async loadDefault() {
+  async loadDefault({ keepHistory = false } = {}) {
     let data;
     try {
       data = await this.api.request(`/${DEFAULT_WORKFLOW_URL}`);
     } catch (error) {
       toast(`No default workflow: ${error.message}`, { kind: "error" });
-      this.editor.load({ name: "Untitled", nodes: [] });
+      this.editor.load({ name: "Untitled", nodes: [] }, { keepHistory });
       return;
     }
     for (const node of data.canvas.nodes) {
@@ -115,7 +115,7 @@ class App {
         }
       }
     }
-    this.editor.load(data.canvas);
+    this.editor.load(data.canvas, { keepHistory });
   }
 
   async queue() {
@@ -171,9 +171,9 @@ class App {
     showHelp();
   }
 
+  /** The default workflow in place of the current one (Ctrl+Z brings the current one back). */
   async newWorkflow() {
-    await this.loadDefault();
-    this.editor.history.reset(this.editor.snapshot());
+    await this.loadDefault({ keepHistory: true });
   }
 
   showConnection(state) {
