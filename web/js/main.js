@@ -31,10 +31,13 @@ const $ = (id) => document.getElementById(id);
 export function validationErrors(body) {
   const errors = new Map();
   for (const [id, entry] of Object.entries(body?.node_errors ?? {})) {
-    errors.set(String(id), (entry.errors ?? []).map((e) => ({
-      message: e.details && !String(e.message).includes(e.details) ? `${e.message}: ${e.details}` : e.message,
-      input: e.extra_info?.input_name,
-    })));
+    errors.set(String(id), (entry.errors ?? []).map((e) => {
+      const input = e.extra_info?.input_name;
+      let details = String(e.details ?? "");
+      if (input && details.startsWith(`${input}: `)) details = details.slice(input.length + 2); // shown on its row
+      if (details === input || String(e.message).includes(details)) details = "";
+      return { message: details ? `${e.message}: ${details}` : e.message, input };
+    }));
   }
   return errors;
 }
@@ -135,9 +138,10 @@ class App {
         const errors = validationErrors(error.body);
         this.editor.showErrors(errors);
         const count = [...errors.values()].reduce((n, list) => n + list.length, 0);
-        const first = [...errors.entries()][0];
-        const where = first ? ` (${this.editor.graph.titleOf(this.editor.graph.get(first[0]) ?? { type: "?" },
-          this.schema)}: ${first[1][0]?.message})` : "";
+        const [id, [problem] = []] = [...errors.entries()][0] ?? [];
+        const node = this.editor.graph.get(id);
+        const where = problem ? ` (${node ? this.editor.graph.titleOf(node, this.schema) : `node ${id}`}` +
+          `${problem.input ? ` › ${problem.input}` : ""}: ${problem.message})` : "";
         toast(`${error.message}${count > 1 ? ` — ${count} problems` : ""}${where}`, { kind: "error", timeout: 8000 });
       } else {
         toast(`Could not queue: ${error.message}`, { kind: "error", timeout: 8000 });
