@@ -249,3 +249,16 @@ def test_images_become_load_image_nodes_and_take_uploads_by_button_drop_and_past
     page.keyboard.press("Control+Z")
     assert graph(page)["nodes"][0]["values"]["image"] == "dropped.png"
     shot(page, "33-load-image")
+
+
+def test_without_a_converter_on_the_server_a_ui_format_file_gets_a_clear_message(page):
+    page.route("**/convert*", lambda route: route.fulfill(status=404, body="Not Found"))
+    before = graph(page)
+    drop_file(page, "#canvas", "comfy_ui.json", "application/json", json.dumps(UI_WORKFLOW).encode(),
+              canvas_point(page, 0.5, 0.5))
+    message = page.locator(".toast.error")
+    message.wait_for()
+    assert "cannot convert ComfyUI UI-format workflows" in message.inner_text()
+    assert graph(page) == before  # the canvas is left as it was
+    assert page.errors == ["console: Failed to load resource: the server responded with a status of 404 (Not Found)"]
+    page.errors.clear()  # that 404 was the point

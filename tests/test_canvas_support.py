@@ -62,7 +62,7 @@ class CanvasServer:
             self.process.kill()
 
 
-def start_server(root: Path, models_dir: Path) -> CanvasServer:
+def start_server(root: Path, models_dir: Path, extra_args: tuple[str, ...] = ()) -> CanvasServer:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
     env["DIFFGRAPH_NODE_MODULES"] = "test_server_support:node_classes"
@@ -71,7 +71,7 @@ def start_server(root: Path, models_dir: Path) -> CanvasServer:
         (root / name).mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [*diffgraph_command(), "serve", "--port", "0", "--data-dir", str(root / "data"), "--models-dir",
-         str(models_dir), "--output-dir", str(root / "output"), "--input-dir", str(root / "input")],
+         str(models_dir), "--output-dir", str(root / "output"), "--input-dir", str(root / "input"), *extra_args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )
     deadline = time.monotonic() + 60
