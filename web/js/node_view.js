@@ -74,6 +74,7 @@ export class NodeView {
     this.titleEl = el("span", "node-title");
     this.badge = el("span", "node-badge");
     header.append(collapse, this.titleEl, this.badge);
+    header.title = def.description ? `${def.displayName} — ${def.description}` : def.displayName;
     const progress = el("div", "node-progress");
     this.progressBar = el("div");
     progress.append(this.progressBar);
