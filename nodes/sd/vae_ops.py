@@ -17,10 +17,16 @@ def _batches(n: int, size: int):
         yield slice(start, min(n, start + size))
 
 
+def centre_crop(image: torch.Tensor) -> torch.Tensor:
+    """IMAGE [B,H,W,C] cut to sides divisible by 8, centred (ComfyUI crops the same way before encoding)."""
+    h, w = image.shape[1] // SCALE * SCALE, image.shape[2] // SCALE * SCALE
+    top, left = (image.shape[1] % SCALE) // 2, (image.shape[2] % SCALE) // 2
+    return image[:, top:top + h, left:left + w, :3]
+
+
 def encode(vae: VaeHandle, image: torch.Tensor, batch_size: int = 4) -> torch.Tensor:
     """Raw latents (the posterior's mean: deterministic, so cached encodes stay valid)."""
-    h, w = image.shape[1] // SCALE * SCALE, image.shape[2] // SCALE * SCALE
-    pixels = image[:, :h, :w, :3].permute(0, 3, 1, 2)
+    pixels = centre_crop(image).permute(0, 3, 1, 2)
     with manager().use(vae.vae) as (module,), torch.no_grad():
         device, dtype = next(module.parameters()).device, next(module.parameters()).dtype
         parts = []
@@ -95,8 +101,7 @@ def decode_tiled(vae: VaeHandle, latent: torch.Tensor, tile_size: int = 512, ove
 
 
 def encode_tiled(vae: VaeHandle, image: torch.Tensor, tile_size: int = 512, overlap: int = 64) -> torch.Tensor:
-    h, w = image.shape[1] // SCALE * SCALE, image.shape[2] // SCALE * SCALE
-    pixels = image[:, :h, :w, :3].permute(0, 3, 1, 2) * 2.0 - 1.0
+    pixels = centre_crop(image).permute(0, 3, 1, 2) * 2.0 - 1.0
     with manager().use(vae.vae) as (module,), torch.no_grad():
         device, dtype = next(module.parameters()).device, next(module.parameters()).dtype
 
