@@ -244,3 +244,19 @@ def test_vae_encode_for_inpaint_follows_comfyui(workspace):
     outside = mask[0, 0] == 0
     # kept where the mask is 0, up to the ×scale ÷scale round trip
     assert ph.max_abs_diff(sampled[0][:, outside], expected_latent[0][:, outside]) < 1e-6
+
+
+def test_vae_encode_crops_odd_sizes_at_the_centre(workspace, isolated_folders):
+    """A 70×67 image encodes as its centred 64×64 crop (rows 3…66, columns 1…64), as ComfyUI's VAE.encode crops."""
+    ex, built = workspace
+    pixels = (np.random.default_rng(0).random((70, 67, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(isolated_folders.input_dir / "odd.png")
+    wf = {"1": {"class_type": "LoadCheckpoint", "inputs": {"ckpt_name": "i_sd1.safetensors"}},
+          "7": {"class_type": "LoadImage", "inputs": {"image": "odd.png"}},
+          "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["7", 0], "vae": ["1", 2]}}}
+    ph.capture(wf, "91", ["4", 0], types.LATENT, "encoded")
+    ph.run_ok(ex, wf)
+    crop = torch.from_numpy(pixels[3:67, 1:65].astype(np.float32) / 255.0)[None]
+    with torch.no_grad():
+        expected = built["sd1"].vae.encode(crop.permute(0, 3, 1, 2) * 2 - 1).latent_dist.mode()
+    assert ph.max_abs_diff(ph.captured("encoded").samples, expected) < 1e-6
