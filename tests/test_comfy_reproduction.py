@@ -82,12 +82,15 @@ def advanced(name: str, steps: int, start: int, end: int, leftover: bool) -> lis
 
 # ------------------------------------------------------------------------------------------ reference samplers
 def make_denoiser(unet, positive: torch.Tensor, negative: torch.Tensor, cfg: float):
-    context = torch.cat([positive, negative])
+    context = torch.cat([positive, negative]) if cfg != 1.0 else positive
 
     def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
         t = int((LOG_TABLE.double() - math.log(sigma)).abs().argmin())
+        batch = torch.cat([x] * context.shape[0])
         with torch.no_grad():
-            eps = unet(torch.cat([x, x]) / (sigma**2 + 1) ** 0.5, t, encoder_hidden_states=context).sample
+            eps = unet(batch / (sigma**2 + 1) ** 0.5, t, encoder_hidden_states=context).sample
+        if cfg == 1.0:  # ComfyUI skips the unconditional pass
+            return x - sigma * eps
         cond, uncond = (x - sigma * eps).chunk(2)
         return uncond + cfg * (cond - uncond)
 
@@ -146,7 +149,7 @@ SAMPLERS = {"euler": euler, "euler_ancestral": euler_ancestral, "dpmpp_2m": dpmp
 
 
 def reference_run(setup, sampler: str, sigmas: list[float], latent: torch.Tensor, add_noise: bool = True,
-                  seed: int = SEED) -> torch.Tensor:
+                  seed: int = SEED, denoiser: str = "denoise") -> torch.Tensor:
     """Raw (unscaled) latent after sampling `latent` (raw) over `sigmas`."""
     scale = setup["scale"]
     x0 = latent * scale
@@ -154,7 +157,7 @@ def reference_run(setup, sampler: str, sigmas: list[float], latent: torch.Tensor
     start = sigmas[0]
     full = math.isclose(start, float(TABLE[-1]), rel_tol=1e-5) or start > float(TABLE[-1])
     x = x0 + noise * ((1 + start**2) ** 0.5 if full else start)
-    return SAMPLERS[sampler](setup["denoise"], x, sigmas, seed) / scale
+    return SAMPLERS[sampler](setup[denoiser], x, sigmas, seed) / scale
 
 
 # ------------------------------------------------------------------------------------------ our workflow
@@ -175,6 +178,7 @@ def setup(tiny_checkpoint, tmp_path_factory):
     return {
         "root": root, "checkpoint": checkpoint, "scale": checkpoint.vae.config.scaling_factor,
         "denoise": make_denoiser(checkpoint.unet, embed(PROMPT), embed(NEGATIVE), CFG),
+        "denoise_cfg1": make_denoiser(checkpoint.unet, embed(PROMPT), embed(NEGATIVE), 1.0),
         "image": (image.numpy() * 255).round().astype(np.uint8),
     }
 
@@ -201,6 +205,7 @@ def run(setup, isolated_folders):
         else:
             wf["4"] = {"class_type": "EmptyLatent", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
         ph.capture(wf, "5", ["4", 0], types.LATENT, "start")
+        ph.capture(wf, "6", ["1", 0], types.MODEL, "model")
         for index, (tag, node) in enumerate(samplers.items()):
             node_id = str(100 + index)
             wf[node_id] = node
@@ -298,3 +303,20 @@ def test_refiner_handoff(setup, run, sampler):
         assert_same_latent(ours["refined"], ours["single"], f"{sampler} handoff == one run")
     else:
         assert ph.max_abs_diff(ours["refined"], ours["single"]) > 1e-3
+
+
+def test_cfg_one_skips_the_negative_pass(setup, run):
+    node = ksampler("euler", "karras")
+    node["inputs"]["cfg"] = 1.0
+    run({"warm": node}, image_latent=False)
+    unet = ph.captured("model").unet.module
+    batches: list[int] = []
+    hook = unet.register_forward_pre_hook(lambda module, args: batches.append(int(args[0].shape[0])))
+    try:
+        node["inputs"]["seed"] = SEED + 1  # a new seed: the sampler runs again, now observed
+        ours, start = run({"cfg1": node}, image_latent=False)
+    finally:
+        hook.remove()
+    assert batches == [1] * STEPS  # one conditional pass per step, no unconditional batch
+    reference = reference_run(setup, "euler", karras(STEPS), start, seed=SEED + 1, denoiser="denoise_cfg1")
+    assert_same_latent(ours["cfg1"], reference, "euler/karras cfg 1")
