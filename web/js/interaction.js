@@ -89,16 +89,16 @@ export class Interaction {
   }
 
   pan(e, clearOnClick = false) {
-    const canvas = this.editor.canvas;
-    canvas.classList.add("panning");
+    const cover = document.getElementById("pan-cover");
     let [lastX, lastY] = [e.clientX, e.clientY];
     track(e, {
       move: (m) => {
+        cover.hidden = false;
         this.editor.view.panBy(m.clientX - lastX, m.clientY - lastY);
         [lastX, lastY] = [m.clientX, m.clientY];
       },
       up: (_, moved) => {
-        canvas.classList.remove("panning");
+        cover.hidden = true;
         if (!moved && clearOnClick) {
           this.editor.setSelection([]);
           this.editor.selectGroup(null);

@@ -49,13 +49,11 @@ export class Linking {
         drag = { to: { nodeId, input, type: view.inputType(input) } };
       }
     }
-    document.body.classList.add("linking");
     const move = (m) => this.move(drag, m);
     const up = (u) => {
       if (u.pointerId !== e.pointerId) return;
       window.removeEventListener("pointermove", move);
       window.removeEventListener("pointerup", up);
-      document.body.classList.remove("linking");
       this.unmark();
       editor.links.hideTemp();
       this.drop(drag, u);
