@@ -267,3 +267,16 @@ def test_ip_adapter_advanced_alias_accepts_its_inputs_and_limits_them(models, fi
     graph["ip"]["inputs"]["weight_type"] = "ease in"
     with pytest.raises(WorkflowInvalid, match="weight_type"):
         Executor(ta.registry()).run(graph)
+
+
+def test_image_tokens_are_reused_only_for_the_same_inputs(models, files):
+    from nodes.adapters.ip_adapter import image_tokens
+
+    adapter = load_ip_adapter(models.models_dir / "ipadapter" / files["base"].path.name)
+    vision = load_clip_vision(files["vision"].folder)
+    image = as_image(reference_array(0))
+    first = image_tokens(adapter, vision, image, None)
+    assert image_tokens(adapter, vision, image, None) is first  # e.g. only a LoRA upstream changed
+    other = image_tokens(adapter, vision, image.clone(), None)
+    assert other is not first and torch.equal(other[0], first[0])
+    assert not torch.equal(image_tokens(adapter, vision, as_image(reference_array(1)), None)[0], first[0])

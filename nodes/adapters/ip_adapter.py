@@ -14,6 +14,8 @@ negative image is given.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,10 +159,33 @@ def _check_encoder(adapter: IPAdapterHandle, clip_vision: ClipVisionHandle) -> N
         )
 
 
+_tokens: OrderedDict[tuple[int, ...], tuple[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+_tokens_lock = threading.Lock()
+
+
 def image_tokens(
     adapter: IPAdapterHandle, clip_vision: ClipVisionHandle, image: torch.Tensor, negative: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cond tokens, uncond tokens), each [1, images·tokens, context] on the CPU; several images are concatenated."""
+    """(cond tokens, uncond tokens), each [1, images·tokens, context] on the CPU; several images are concatenated.
+
+    Remembered for the same adapter, encoder and image tensors (e.g. when only the model upstream changed)."""
+    sources = (adapter.record, clip_vision.record, image, negative)
+    key = tuple(id(s) for s in sources)
+    with _tokens_lock:
+        found = _tokens.get(key)
+        if found is not None and all(a is b for a, b in zip(found[0], sources, strict=True)):
+            return found[1]
+    result = _image_tokens(adapter, clip_vision, image, negative)
+    with _tokens_lock:
+        _tokens[key] = (sources, result)
+        while len(_tokens) > 8:
+            _tokens.popitem(last=False)
+    return result
+
+
+def _image_tokens(
+    adapter: IPAdapterHandle, clip_vision: ClipVisionHandle, image: torch.Tensor, negative: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     _check_encoder(adapter, clip_vision)
     plus = adapter.kind == "plus"
     embeds = encode(clip_vision, image, penultimate=plus)

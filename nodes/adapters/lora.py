@@ -33,7 +33,7 @@ TEXT_ENCODER_COMPONENTS: dict[str, tuple[str, ...]] = {
 DEFAULT_TEXT_ENCODER_COMPONENTS = ("text_encoder",)
 # Cross-attention context width of the real models → family (for "this LoRA is for …" messages).
 CONTEXT_WIDTH_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl_refiner"}
-_CACHE_SIZE = 8
+_CACHE_SIZE = 4  # parsed files (CPU tensors); handles in the output cache keep their own references
 
 _files: OrderedDict[tuple[str, int, int], LoraFile] = OrderedDict()
 _files_lock = threading.Lock()
