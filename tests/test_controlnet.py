@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from support import adapter_harness as ah
 from support import tiny_adapters as ta
 from support.fixtures import tiny_checkpoint, tiny_controlnet  # noqa: F401
 from support.tiny_models import make_corrupt_file
@@ -90,8 +91,8 @@ def controlled(graph: dict, controls: list[tuple[str, str, float, float, float]]
 
 
 def run(graph: dict) -> torch.Tensor:
-    ta.run_graph(Executor(ta.registry()), graph)
-    return ta.Grab.values["out"]
+    ah.run_graph(Executor(ah.registry()), graph)
+    return ah.Grab.values["out"]
 
 
 def controlnet_pipe(checkpoint, controlnet, sdxl: bool = False):
@@ -110,15 +111,15 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 def test_original_layout_controlnet_matches_diffusers(models, tiny_checkpoint, tiny_controlnet, files):  # noqa: F811
     """Strength 0.8 from 0.0 to 0.5 of 2 steps: diffusers keeps step i while (i+1)/2 ≤ 0.5 (step 0), ComfyUI's rule
     while σ ≥ σ(t = 0.5·999) (t = 999; t = 499 is just below): the same step."""
-    graph = ta.txt2img(CKPT, steps=2)
+    graph = ah.txt2img(CKPT, steps=2)
     ours = run(controlled(graph, [(files["original"].name, "hint0.png", 0.8, 0.0, 0.5)], canny=True))
-    hint = ta.Grab.values["hint0"]
+    hint = ah.Grab.values["hint0"]
     assert set(hint.unique().tolist()) == {0.0, 1.0}  # a real Canny edge map drives it
     pipe = controlnet_pipe(tiny_checkpoint("sd1"), tiny_controlnet.controlnet)
-    reference = ta.reference_image(pipe, steps=2, image=to_pil(hint), controlnet_conditioning_scale=0.8,
+    reference = ah.reference_image(pipe, steps=2, image=to_pil(hint), controlnet_conditioning_scale=0.8,
                                    control_guidance_start=0.0, control_guidance_end=0.5)
     assert (ours - reference).abs().max().item() < 1e-4
-    whole_schedule = ta.reference_image(pipe, steps=2, image=to_pil(hint), controlnet_conditioning_scale=0.8)
+    whole_schedule = ah.reference_image(pipe, steps=2, image=to_pil(hint), controlnet_conditioning_scale=0.8)
     assert (ours - whole_schedule).abs().max().item() > 1e-3  # end_percent matters
 
 
@@ -126,31 +127,31 @@ def test_end_percent_is_measured_on_sigma_not_on_step_count(models, tiny_checkpo
     """end 0.6 of 2 steps: ComfyUI's σ rule keeps t = 999 and 499 (σ ≥ σ(t = 399.6)); diffusers' step rule keeps
     only step 0 ((i+1)/2 ≤ 0.6). Its end 1.0 selects our two steps: that is the reference."""
     hint = Image.open(models.input_dir / "hint1.png")
-    ours = run(controlled(ta.txt2img(CKPT, steps=2), [(files["original"].name, "hint1.png", 1.0, 0.0, 0.6)]))
+    ours = run(controlled(ah.txt2img(CKPT, steps=2), [(files["original"].name, "hint1.png", 1.0, 0.0, 0.6)]))
     pipe = controlnet_pipe(tiny_checkpoint("sd1"), tiny_controlnet.controlnet)
-    same_steps = ta.reference_image(pipe, steps=2, image=hint, control_guidance_end=1.0)
-    step_rule = ta.reference_image(pipe, steps=2, image=hint, control_guidance_end=0.6)
+    same_steps = ah.reference_image(pipe, steps=2, image=hint, control_guidance_end=1.0)
+    step_rule = ah.reference_image(pipe, steps=2, image=hint, control_guidance_end=0.6)
     assert (ours - same_steps).abs().max().item() < 1e-4
     assert (ours - step_rule).abs().max().item() > 1e-3
 
 
 def test_two_controlnets_add_up_like_diffusers_multi_controlnet(models, tiny_checkpoint, tiny_controlnet, files):  # noqa: F811
     hints = [Image.open(models.input_dir / f"hint{i}.png") for i in (0, 1)]
-    ours = run(controlled(ta.txt2img(CKPT, steps=2), [(files["original"].name, "hint0.png", 0.5, 0.0, 1.0),
+    ours = run(controlled(ah.txt2img(CKPT, steps=2), [(files["original"].name, "hint0.png", 0.5, 0.0, 1.0),
                                                       (files["folder"].name, "hint1.png", 0.3, 0.0, 1.0)]))
     pipe = controlnet_pipe(tiny_checkpoint("sd1"), [tiny_controlnet.controlnet, tiny_controlnet.controlnet])
-    reference = ta.reference_image(pipe, steps=2, image=hints, controlnet_conditioning_scale=[0.5, 0.3])
+    reference = ah.reference_image(pipe, steps=2, image=hints, controlnet_conditioning_scale=[0.5, 0.3])
     assert (ours - reference).abs().max().item() < 1e-4
 
 
 def test_sdxl_controlnet_matches_diffusers(models, tiny_checkpoint, files):  # noqa: F811
     checkpoint = tiny_checkpoint("sdxl")
     hint = Image.open(models.input_dir / "hint0.png")
-    graph = ta.txt2img("tiny_sdxl.safetensors", steps=2)
+    graph = ah.txt2img("tiny_sdxl.safetensors", steps=2)
     ours = run(controlled(graph, [(files["sdxl_file"].name, "hint0.png", 0.9, 0.0, 1.0)]))
     pipe = controlnet_pipe(checkpoint, files["sdxl_module"], sdxl=True)
     # ComfyUI's size conditioning for a plain prompt is 768×768 (see nodes.sd.denoiser).
-    reference = ta.reference_image(pipe, steps=2, image=hint, controlnet_conditioning_scale=0.9,
+    reference = ah.reference_image(pipe, steps=2, image=hint, controlnet_conditioning_scale=0.9,
                                    original_size=(768, 768), target_size=(768, 768))
     assert (ours - reference).abs().max().item() < 1e-4
     folder = run(controlled(graph, [(files["sdxl_folder"].name, "hint0.png", 0.9, 0.0, 1.0)]))
@@ -209,8 +210,8 @@ def test_a_larger_hint_is_resized_to_the_latent(models, files):
     expected = torch.from_numpy(np.asarray(Image.open(models.input_dir / "hint2.png"))[1::2, 1::2].copy())
     assert torch.equal(torch.from_numpy(np.asarray(small)), expected)  # PIL nearest = every other pixel
     small.save(models.input_dir / "small.png")
-    big = run(controlled(ta.txt2img(CKPT, steps=2), [(files["original"].name, "hint2.png", 1.0, 0.0, 1.0)]))
-    resized = run(controlled(ta.txt2img(CKPT, steps=2), [(files["original"].name, "small.png", 1.0, 0.0, 1.0)]))
+    big = run(controlled(ah.txt2img(CKPT, steps=2), [(files["original"].name, "hint2.png", 1.0, 0.0, 1.0)]))
+    resized = run(controlled(ah.txt2img(CKPT, steps=2), [(files["original"].name, "small.png", 1.0, 0.0, 1.0)]))
     assert torch.equal(big, resized)
 
 
@@ -246,7 +247,7 @@ def test_rows_without_controls_get_no_residuals(models, files):
 
 
 def test_controlnet_apply_on_one_conditioning(models, files):
-    graph = ta.txt2img(CKPT, steps=2, cfg=1.0)
+    graph = ah.txt2img(CKPT, steps=2, cfg=1.0)
     advanced = run(controlled(graph, [(files["original"].name, "hint0.png", 0.6, 0.0, 1.0)]))
     single = copy.deepcopy(graph)
     single["load"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": files["original"].name}}
@@ -258,19 +259,19 @@ def test_controlnet_apply_on_one_conditioning(models, files):
 
 
 def run_error(graph: dict) -> str:
-    result = Executor(ta.registry()).run(graph)
+    result = Executor(ah.registry()).run(graph)
     assert result.status == "error"
     return result.error.exception_message
 
 
 def test_a_controlnet_for_another_family_is_a_clear_error(models, files):
-    graph = controlled(ta.txt2img("tiny_sdxl.safetensors", steps=1), [(files["original"].name, "hint0.png", 1, 0, 1)])
+    graph = controlled(ah.txt2img("tiny_sdxl.safetensors", steps=1), [(files["original"].name, "hint0.png", 1, 0, 1)])
     message = run_error(graph)
     assert files["original"].name in message and "another model family" in message
 
 
 def test_a_non_standard_controlnet_without_yaml_asks_for_one(models, files):
-    message = run_error(controlled(ta.txt2img(CKPT), [(files["no_yaml"].name, "hint0.png", 1.0, 0.0, 1.0)]))
+    message = run_error(controlled(ah.txt2img(CKPT), [(files["no_yaml"].name, "hint0.png", 1.0, 0.0, 1.0)]))
     assert "cn_no_yaml.safetensors" in message and "cn_no_yaml.yaml" in message
 
 
@@ -278,14 +279,14 @@ def test_a_non_standard_controlnet_without_yaml_asks_for_one(models, files):
 def test_a_corrupt_or_wrong_file_is_a_clear_error(models, files, corruption, tiny_checkpoint):  # noqa: F811
     folder = models.models_dir / "controlnet"
     broken = make_corrupt_file(files["original"], folder / "broken.safetensors", corruption)
-    assert "broken.safetensors" in run_error(controlled(ta.txt2img(CKPT), [(broken.name, "hint0.png", 1, 0, 1)]))
+    assert "broken.safetensors" in run_error(controlled(ah.txt2img(CKPT), [(broken.name, "hint0.png", 1, 0, 1)]))
     (folder / "checkpoint.safetensors").symlink_to(tiny_checkpoint("sd1").paths["safetensors"])
     with pytest.raises(ModelFileError, match="checkpoint.safetensors: not a ControlNet"):
         load_controlnet(folder / "checkpoint.safetensors")
 
 
 def test_aliases_and_object_info():
-    registry = ta.registry()
+    registry = ah.registry()
     assert registry.resolve("ControlNetApplyAdvanced").cls.__name__ == "ControlNet"
     info = registry.object_info_for("ControlNetApplyAdvanced")
     assert list(info["input"]["required"]) == ["positive", "negative", "control_net", "image", "strength",

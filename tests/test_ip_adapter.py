@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support import adapter_harness as ah
 from support import tiny_adapters as ta
 from support.fixtures import tiny_checkpoint  # noqa: F401
 from support.tiny_models import make_corrupt_file
@@ -72,8 +73,8 @@ def with_ip_adapter(graph: dict, adapter: str, weight: float = WEIGHT, start: fl
 
 
 def run(graph: dict) -> torch.Tensor:
-    ta.run_graph(Executor(ta.registry()), graph)
-    return ta.Grab.values["out"]
+    ah.run_graph(Executor(ah.registry()), graph)
+    return ah.Grab.values["out"]
 
 
 def ip_pipe(checkpoint, files, adapters: list[str]):
@@ -96,19 +97,19 @@ def as_image(array: np.ndarray) -> torch.Tensor:
 
 def test_base_ip_adapter_matches_diffusers(models, files, tiny_checkpoint):  # noqa: F811
     """Everything on diffusers' side is its own: CLIPImageProcessor, image encoder, zero negative, processors."""
-    ours = run(with_ip_adapter(ta.txt2img(CKPT, steps=2), files["base"].path.name))
+    ours = run(with_ip_adapter(ah.txt2img(CKPT, steps=2), files["base"].path.name))
     pipe = ip_pipe(tiny_checkpoint("sd1"), files, ["base"])
     pipe.set_ip_adapter_scale(WEIGHT)
-    reference = ta.reference_image(pipe, steps=2, ip_adapter_image=Image.fromarray(reference_array(0)))
+    reference = ah.reference_image(pipe, steps=2, ip_adapter_image=Image.fromarray(reference_array(0)))
     assert (ours - reference).abs().max().item() < 1e-4
-    plain = run(ta.txt2img(CKPT, steps=2))
+    plain = run(ah.txt2img(CKPT, steps=2))
     assert (ours - plain).abs().max().item() > 0.05  # the image prompt changes the picture
 
 
 def test_plus_ip_adapter_matches_diffusers_given_the_same_negative(models, files, tiny_checkpoint):  # noqa: F811
     """plus reads the penultimate hidden states; its negative is a black image's (ComfyUI IPAdapter-plus), which
     diffusers does not compute by itself (it encodes zeros of the normalised pixels): pass both embeddings."""
-    ours = run(with_ip_adapter(ta.txt2img(CKPT, steps=2), files["plus"].path.name))
+    ours = run(with_ip_adapter(ah.txt2img(CKPT, steps=2), files["plus"].path.name))
     cond = our_embeds(files, as_image(reference_array(0)), penultimate=True)
     black = our_embeds(files, torch.zeros(1, 32, 32, 3), penultimate=True)
     vision = files["vision"]
@@ -118,12 +119,12 @@ def test_plus_ip_adapter_matches_diffusers_given_the_same_negative(models, files
     assert (cond - theirs).abs().max().item() < 1e-5  # same preprocessing and encoder output
     pipe = ip_pipe(tiny_checkpoint("sd1"), files, ["plus"])
     pipe.set_ip_adapter_scale(WEIGHT)
-    reference = ta.reference_image(pipe, steps=2, ip_adapter_image_embeds=[torch.cat([black, cond])[:, None]])
+    reference = ah.reference_image(pipe, steps=2, ip_adapter_image_embeds=[torch.cat([black, cond])[:, None]])
     assert (ours - reference).abs().max().item() < 1e-4
 
 
 def test_a_negative_image_replaces_the_default_negative(models, files, tiny_checkpoint):  # noqa: F811
-    graph = with_ip_adapter(ta.txt2img(CKPT, steps=2), files["base"].path.name)
+    graph = with_ip_adapter(ah.txt2img(CKPT, steps=2), files["base"].path.name)
     graph["neg_image"] = {"class_type": "LoadImage", "inputs": {"image": "ref1.png"}}
     graph["ip"]["inputs"]["image_negative"] = ["neg_image", 0]
     ours = run(graph)
@@ -131,12 +132,12 @@ def test_a_negative_image_replaces_the_default_negative(models, files, tiny_chec
     negative = our_embeds(files, as_image(reference_array(1)), penultimate=False)
     pipe = ip_pipe(tiny_checkpoint("sd1"), files, ["base"])
     pipe.set_ip_adapter_scale(WEIGHT)
-    reference = ta.reference_image(pipe, steps=2, ip_adapter_image_embeds=[torch.cat([negative, cond])[:, None]])
+    reference = ah.reference_image(pipe, steps=2, ip_adapter_image_embeds=[torch.cat([negative, cond])[:, None]])
     assert (ours - reference).abs().max().item() < 1e-4
 
 
 def test_two_ip_adapters_stack_like_diffusers(models, files, tiny_checkpoint):  # noqa: F811
-    graph = with_ip_adapter(ta.txt2img(CKPT, steps=2), files["base"].path.name, weight=0.6)
+    graph = with_ip_adapter(ah.txt2img(CKPT, steps=2), files["base"].path.name, weight=0.6)
     graph = with_ip_adapter(graph, files["plus"].path.name, weight=0.4, image="ref1.png", node="ip2",
                             source=["ip", 0])
     ours = run(graph)
@@ -146,14 +147,14 @@ def test_two_ip_adapters_stack_like_diffusers(models, files, tiny_checkpoint):  
     pipe = ip_pipe(tiny_checkpoint("sd1"), files, ["base", "plus"])
     pipe.set_ip_adapter_scale([0.6, 0.4])
     embeds = [torch.cat([torch.zeros_like(base_cond), base_cond])[:, None], torch.cat([plus_black, plus_cond])[:, None]]
-    reference = ta.reference_image(pipe, steps=2, ip_adapter_image_embeds=embeds)
+    reference = ah.reference_image(pipe, steps=2, ip_adapter_image_embeds=embeds)
     assert (ours - reference).abs().max().item() < 1e-4
 
 
 def test_end_at_is_measured_on_sigma(models, files, tiny_checkpoint):  # noqa: F811
     """end_at 0.5 of 2 steps: active at t = 999 only (σ(499) < σ(499.5)). Reference: diffusers with its scale set
     to 0 after step 0 (its processors skip a zero scale)."""
-    ours = run(with_ip_adapter(ta.txt2img(CKPT, steps=2), files["base"].path.name, end=0.5))
+    ours = run(with_ip_adapter(ah.txt2img(CKPT, steps=2), files["base"].path.name, end=0.5))
     pipe = ip_pipe(tiny_checkpoint("sd1"), files, ["base"])
     pipe.set_ip_adapter_scale(WEIGHT)
 
@@ -161,10 +162,10 @@ def test_end_at_is_measured_on_sigma(models, files, tiny_checkpoint):  # noqa: F
         pipeline.set_ip_adapter_scale(0.0)
         return kwargs
 
-    reference = ta.reference_image(pipe, steps=2, ip_adapter_image=Image.fromarray(reference_array(0)),
+    reference = ah.reference_image(pipe, steps=2, ip_adapter_image=Image.fromarray(reference_array(0)),
                                    callback_on_step_end=switch_off)
     assert (ours - reference).abs().max().item() < 1e-4
-    whole = run(with_ip_adapter(ta.txt2img(CKPT, steps=2), files["base"].path.name))
+    whole = run(with_ip_adapter(ah.txt2img(CKPT, steps=2), files["base"].path.name))
     assert (ours - whole).abs().max().item() > 1e-3
 
 
@@ -221,18 +222,18 @@ def test_a_tiny_single_file_without_its_config_asks_for_it(models, files):
 
 
 def run_error(graph: dict) -> str:
-    result = Executor(ta.registry()).run(graph)
+    result = Executor(ah.registry()).run(graph)
     assert result.status == "error"
     return result.error.exception_message
 
 
 def test_an_ip_adapter_for_another_family_is_a_clear_error(models, files):
-    message = run_error(with_ip_adapter(ta.txt2img(CKPT, steps=1), files["sdxl"].path.name))
+    message = run_error(with_ip_adapter(ah.txt2img(CKPT, steps=1), files["sdxl"].path.name))
     assert "tiny_ip_adapter_sdxl.safetensors" in message and "cross-attention layers" in message
 
 
 def test_a_mismatched_clip_vision_is_a_clear_error(models, files):
-    graph = with_ip_adapter(ta.txt2img(CKPT, steps=1), files["base"].path.name,
+    graph = with_ip_adapter(ah.txt2img(CKPT, steps=1), files["base"].path.name,
                             vision=files["vision_other"].folder.name)
     message = run_error(graph)
     assert "24-wide" in message and "16-wide" in message and files["vision_other"].folder.name in message
@@ -261,12 +262,12 @@ def test_corrupt_and_unsafe_files_are_refused(models, files):
 
 def test_ip_adapter_advanced_alias_accepts_its_inputs_and_limits_them(models, files):
     options = {"weight_type": "linear", "combine_embeds": "concat", "embeds_scaling": "V only"}
-    graph = with_ip_adapter(ta.txt2img(CKPT, steps=2), files["base"].path.name, class_type="IPAdapterAdvanced",
+    graph = with_ip_adapter(ah.txt2img(CKPT, steps=2), files["base"].path.name, class_type="IPAdapterAdvanced",
                             **options)
-    assert torch.equal(run(graph), run(with_ip_adapter(ta.txt2img(CKPT, steps=2), files["base"].path.name)))
+    assert torch.equal(run(graph), run(with_ip_adapter(ah.txt2img(CKPT, steps=2), files["base"].path.name)))
     graph["ip"]["inputs"]["weight_type"] = "ease in"
     with pytest.raises(WorkflowInvalid, match="weight_type"):
-        Executor(ta.registry()).run(graph)
+        Executor(ah.registry()).run(graph)
 
 
 def test_image_tokens_are_reused_only_for_the_same_inputs(models, files):

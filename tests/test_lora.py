@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from support import adapter_harness as ah
 from support import tiny_adapters as ta
 from support.fixtures import tiny_checkpoint  # noqa: F401
 from support.tiny_models import make_corrupt_file
@@ -71,25 +72,25 @@ def lora_module_count(module) -> int:
 
 def test_kohya_lora_matches_diffusers_at_strength_0_7(models, loras, tiny_checkpoint):  # noqa: F811
     checkpoint, lora = tiny_checkpoint("sd1"), loras["kohya"]
-    ta.run_graph(Executor(ta.registry()), with_lora(ta.txt2img(CKPT), lora.path.name, 0.7, 0.7))
-    ours = ta.Grab.values["out"]
+    ah.run_graph(Executor(ah.registry()), with_lora(ah.txt2img(CKPT), lora.path.name, 0.7, 0.7))
+    ours = ah.Grab.values["out"]
     pipe = diffusers_pipe(checkpoint, lora.path)
     # diffusers loads kohya files silently partially: check it hit every layer (incl. LoCon convs) before comparing.
     assert lora_module_count(pipe.unet) == len(lora.modules("unet")) == 108
     assert lora_module_count(pipe.text_encoder) == len(lora.modules("text_encoder")) == 18
-    reference = ta.reference_image(pipe, cross_attention_kwargs={"scale": 0.7})  # UNet and text encoder alike
+    reference = ah.reference_image(pipe, cross_attention_kwargs={"scale": 0.7})  # UNet and text encoder alike
     assert (ours - reference).abs().max().item() < 1e-4
-    base = ta.reference_image(checkpoint.pipeline())
+    base = ah.reference_image(checkpoint.pipeline())
     assert (ours - base).abs().max().item() > 0.02  # the LoRA changes the picture
 
 
 def test_model_and_clip_strengths_are_separate(models, loras, tiny_checkpoint):  # noqa: F811
     checkpoint, lora = tiny_checkpoint("sd1"), loras["kohya"]
-    ta.run_graph(Executor(ta.registry()), with_lora(ta.txt2img(CKPT), lora.path.name, 0.7, -0.3))
+    ah.run_graph(Executor(ah.registry()), with_lora(ah.txt2img(CKPT), lora.path.name, 0.7, -0.3))
     pipe = diffusers_pipe(checkpoint, lora.path)
     pipe.set_adapters(["a"], adapter_weights=[{"unet": 0.7, "text_encoder": -0.3}])
-    reference = ta.reference_image(pipe)
-    assert (ta.Grab.values["out"] - reference).abs().max().item() < 1e-4
+    reference = ah.reference_image(pipe)
+    assert (ah.Grab.values["out"] - reference).abs().max().item() < 1e-4
 
 
 def merged_expectation(lora: ta.TinyLora, component: str, module: torch.nn.Module, strength: float) -> dict:
@@ -185,9 +186,9 @@ def test_patch_restores_after_an_error_inside_the_run(models, loras):
 
 
 def test_two_branches_with_different_loras_each_get_their_own_result(models, loras):
-    base = ta.txt2img(CKPT, tag="base", steps=2)
-    branch_a = with_lora(ta.txt2img(CKPT, tag="a", steps=2), loras["kohya"].path.name, 0.7, 0.7)
-    branch_b = with_lora(ta.txt2img(CKPT, tag="b", steps=2), loras["second"].path.name, 1.5, 0.2)
+    base = ah.txt2img(CKPT, tag="base", steps=2)
+    branch_a = with_lora(ah.txt2img(CKPT, tag="a", steps=2), loras["kohya"].path.name, 0.7, 0.7)
+    branch_b = with_lora(ah.txt2img(CKPT, tag="b", steps=2), loras["second"].path.name, 1.5, 0.2)
     combined = {**base}
     for prefix, branch in (("a_", branch_a), ("b_", branch_b)):
         for node_id, node in branch.items():
@@ -198,21 +199,21 @@ def test_two_branches_with_different_loras_each_get_their_own_result(models, lor
                 if isinstance(value, list) and value[0] != "ckpt":
                     node["inputs"][name] = [prefix + value[0], value[1]]
             combined[prefix + node_id] = node
-    ta.run_graph(Executor(ta.registry()), combined)
-    together = {tag: ta.Grab.values[tag] for tag in ("base", "a", "b")}
+    ah.run_graph(Executor(ah.registry()), combined)
+    together = {tag: ah.Grab.values[tag] for tag in ("base", "a", "b")}
     model, clip, _ = load_checkpoint(models.models_dir / "checkpoints" / CKPT)
     modules = [model.unet.module, clip.encoders[0].module.module]
     before = snapshot(*modules)
     for graph, tag in ((branch_b, "b"), (branch_a, "a")):  # alone, in another order
-        ta.run_graph(Executor(ta.registry()), graph)
-        assert torch.equal(ta.Grab.values[tag], together[tag]), tag
+        ah.run_graph(Executor(ah.registry()), graph)
+        assert torch.equal(ah.Grab.values[tag], together[tag]), tag
     assert not torch.equal(together["a"], together["base"]) and not torch.equal(together["a"], together["b"])
     assert_same(modules, before)
 
 
 @pytest.mark.parametrize("node", ["LoraLoader", "LoraLoaderModelOnly"])
 def test_changing_only_a_strength_reruns_only_what_depends_on_it(models, loras, node):
-    graph = ta.txt2img(CKPT, steps=2)
+    graph = ah.txt2img(CKPT, steps=2)
     if node == "LoraLoader":
         graph = with_lora(graph, loras["kohya"].path.name, 0.7, 0.7)
         strength_inputs = ("strength_model", "strength_clip")
@@ -223,29 +224,29 @@ def test_changing_only_a_strength_reruns_only_what_depends_on_it(models, loras, 
         graph["sampler"]["inputs"]["model"] = ["lora", 0]
         strength_inputs = ("strength_model",)
         rerun = {"lora", "sampler", "decode", "out"}
-    executor = Executor(ta.registry())
-    ta.run_graph(executor, graph)
-    first = ta.Grab.values["out"]
+    executor = Executor(ah.registry())
+    ah.run_graph(executor, graph)
+    first = ah.Grab.values["out"]
     loads = manager().loads
     for input_name in strength_inputs:
         graph["lora"]["inputs"][input_name] = 0.3
-        result = ta.run_graph(executor, graph)
+        result = ah.run_graph(executor, graph)
         assert set(result.executed) == rerun
         assert "ckpt" in result.cached
     assert manager().loads == loads  # no checkpoint (or any module) loaded again
-    assert not torch.equal(first, ta.Grab.values["out"])
+    assert not torch.equal(first, ah.Grab.values["out"])
 
 
 def run_error(graph: dict) -> str:
-    result = Executor(ta.registry()).run(graph)
+    result = Executor(ah.registry()).run(graph)
     assert result.status == "error"
     return result.error.exception_message
 
 
 def test_a_lora_for_another_family_is_a_clear_error(models, loras):
-    message = run_error(with_lora(ta.txt2img(CKPT), loras["sdxl"].path.name, 1.0, 1.0))
+    message = run_error(with_lora(ah.txt2img(CKPT), loras["sdxl"].path.name, 1.0, 1.0))
     assert loras["sdxl"].path.name in message and "SDXL" in message and "does not fit" in message
-    sdxl_graph = with_lora(ta.txt2img("tiny_sdxl.safetensors"), loras["kohya"].path.name, 1.0, 1.0)
+    sdxl_graph = with_lora(ah.txt2img("tiny_sdxl.safetensors"), loras["kohya"].path.name, 1.0, 1.0)
     message = run_error(sdxl_graph)
     assert loras["kohya"].path.name in message and "does not fit" in message
 
@@ -253,7 +254,7 @@ def test_a_lora_for_another_family_is_a_clear_error(models, loras):
 @pytest.mark.parametrize("corruption", ["truncated", "garbage", "bad_header"])
 def test_a_corrupt_lora_file_is_a_clear_error(models, loras, corruption):
     broken = make_corrupt_file(loras["kohya"].path, models.models_dir / "loras" / "broken.safetensors", corruption)
-    message = run_error(with_lora(ta.txt2img(CKPT), broken.name, 1.0, 1.0))
+    message = run_error(with_lora(ah.txt2img(CKPT), broken.name, 1.0, 1.0))
     assert "broken.safetensors" in message
 
 
@@ -268,7 +269,7 @@ def test_unusable_layers_are_named_never_skipped(models, loras, extra, expected)
     tensors = {**load_file(str(loras["kohya"].path)), **extra}
     path = models.models_dir / "loras" / "odd.safetensors"
     save_file(tensors, str(path))
-    message = run_error(with_lora(ta.txt2img(CKPT), path.name, 1.0, 1.0))
+    message = run_error(with_lora(ah.txt2img(CKPT), path.name, 1.0, 1.0))
     assert "odd.safetensors" in message and expected in message
 
 

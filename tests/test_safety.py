@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support import adapter_harness as ah
 from support import tiny_adapters as ta
 
 from graphcore.executor import Executor, WorkflowInvalid
@@ -76,15 +77,15 @@ def test_safety_check_node_outputs_images_flags_and_any(folders):
                                                               "checker": "folder"}}
     for slot, tag in enumerate(("images", "flags", "any")):
         graph[tag] = {"class_type": "Grab", "inputs": {"value": ["check", slot], "tag": tag}}
-    ta.run_graph(Executor(ta.registry()), graph)
-    assert ta.Grab.values["flags"] == (False, True) and ta.Grab.values["any"] is True
-    images = ta.Grab.values["images"]
+    ah.run_graph(Executor(ah.registry()), graph)
+    assert ah.Grab.values["flags"] == (False, True) and ah.Grab.values["any"] is True
+    images = ah.Grab.values["images"]
     assert torch.equal(images[1], torch.zeros_like(images[1])) and torch.equal(images[0], IMAGES[0])
 
 
 def validation_message(graph: dict) -> str:
     with pytest.raises(WorkflowInvalid) as caught:
-        Executor(ta.registry()).run(graph)
+        Executor(ah.registry()).run(graph)
     return str(caught.value) + repr(caught.value.report.__dict__)
 
 
