@@ -20,6 +20,10 @@ NODE_MODULES: tuple[str, ...] = (
     "nodes.latent.scale",
     "nodes.sampling.custom",
     "nodes.upscale.nodes",
+    "nodes.adapters.lora_nodes",
+    "nodes.adapters.controlnet_nodes",
+    "nodes.adapters.ip_adapter_nodes",
+    "nodes.adapters.safety_nodes",
 )
 
 

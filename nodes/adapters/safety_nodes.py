@@ -11,7 +11,7 @@ from graphcore.inputs import Combo, Float, InputProblem, Socket
 from graphcore.node import Node, Output
 
 # Per-image flags: a tuple of bools, one per image of the batch, True = flagged (and blacked out).
-SAFETY_FLAGS = "SAFETY_FLAGS"
+SAFETY_FLAGS = types.SAFETY_FLAGS
 
 
 @dataclass(frozen=True)
