@@ -176,20 +176,42 @@ def cold(side: str, root: Path, args: argparse.Namespace) -> dict:
     return {"cold": first, **extra}
 
 
+class ComputeClock:
+    """Seconds spent inside the UNet and the VAE decoder: what is left of a run's wall time is overhead (graph,
+    scheduler, previews, image conversion), measured within the same run and so immune to background load drift."""
+
+    def __init__(self, unet, vae) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        for module in (unet, vae.decoder):
+            module.register_forward_pre_hook(self._start)
+            module.register_forward_hook(self._stop)
+
+    def _start(self, *_) -> None:
+        self._started = time.perf_counter()
+
+    def _stop(self, *_) -> None:
+        self.seconds += time.perf_counter() - self._started
+
+
 def warm(root: Path, args: argparse.Namespace) -> dict:
     """Both sides loaded in one process; warm runs alternate so background load hits them alike."""
     ours, theirs = Ours(root), Diffusers(root)
     ours.run(args.size, args.steps, SEED)
     theirs.run(args.size, args.steps, SEED)
-    times: dict[str, list[float]] = {"ours": [], "diffusers": [], "sample": [], "decode": []}
+    model, vae = ours._direct_inputs()[:2]
+    clocks = {"ours": ComputeClock(model.unet.module, vae.vae.module),
+              "diffusers": ComputeClock(theirs.pipe.unet, theirs.pipe.vae)}
+    times: dict[str, list[float]] = {"ours": [], "diffusers": [], "sample": [], "decode": [], "ours_overhead": [],
+                                     "diffusers_overhead": []}
     for i in range(args.rounds):
         seed = SEED + 1 + i
-        started = time.perf_counter()
-        ours.run(args.size, args.steps, seed)
-        times["ours"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        theirs.run(args.size, args.steps, seed)
-        times["diffusers"].append(time.perf_counter() - started)
+        for name, runner in (("ours", ours), ("diffusers", theirs)):
+            clocks[name].seconds = 0.0
+            started = time.perf_counter()
+            runner.run(args.size, args.steps, seed)
+            times[name].append(time.perf_counter() - started)
+            times[f"{name}_overhead"].append(times[name][-1] - clocks[name].seconds)
         sample_time, decode_time = ours.run_direct(args.size, args.steps, seed)
         times["sample"].append(sample_time)
         times["decode"].append(decode_time)
@@ -263,6 +285,8 @@ def report(args: argparse.Namespace, results: dict[str, dict]) -> None:
           f"ratio {ours_cold['peak_mb'] / theirs_cold['peak_mb']:.3f} (goal ≤ 1.1)")
     print(f"  seed-only re-runs: model loads {warm_runs['loads']}, text encodes {warm_runs['encodes']} (must be 0); "
           f"cold run: {ours_cold['loads'][0]} loads, {ours_cold['encodes'][0]} encodes")
+    print(f"  time outside the UNet and VAE decoder per warm run (same runs, drift-free): ours "
+          f"{times['ours_overhead']:.3f} s, diffusers {times['diffusers_overhead']:.3f} s")
     direct = times["sample"] + times["decode"]
     print(f"  re-run {times['ours']:.2f} s vs our sampler + decode called directly {direct:.2f} s (sample "
           f"{times['sample']:.2f} s, decode {times['decode']:.2f} s): ratio {times['ours'] / direct:.3f} (goal ≤ 1.05)")
