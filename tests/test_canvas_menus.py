@@ -92,7 +92,12 @@ def test_control_after_generate_moves_the_seed_after_each_queue(page):
     assert shown.inner_text() == "5"
     queue_and_wait("randomize")
     assert [p["prompt"][SAMPLER]["inputs"]["seed"] for p in sent] == [5, 6, 5, 5]
-    seed_now = next(n for n in graph(page)["nodes"] if n["id"] == SAMPLER)["values"]["seed"]
+    # The seed moves when the page has the server's answer, a moment after the request was sent.
+    for _ in range(200):
+        seed_now = next(n for n in graph(page)["nodes"] if n["id"] == SAMPLER)["values"]["seed"]
+        if seed_now != 5:
+            break
+        page.wait_for_timeout(25)
     assert int(shown.inner_text()) == seed_now != 5
     # What was sent carries the workflow for the PNG, in diffgraph's own format.
     assert sent[0]["extra_data"]["extra_pnginfo"]["workflow"]["format"] == "diffgraph-workflow"
