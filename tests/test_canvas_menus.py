@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+from playwright.sync_api import expect
 from test_canvas_support import TINY_CHECKPOINT, canvas_point, graph, node, shot
 
 pytest_plugins = ["test_canvas_support"]
@@ -85,11 +86,11 @@ def test_control_after_generate_moves_the_seed_after_each_queue(page):
         page.wait_for_function("() => !document.querySelector('.toast.error')")
 
     queue_and_wait("increment")
-    assert shown.inner_text() == "6"
+    expect(shown).to_have_text("6")
     queue_and_wait("decrement")
-    assert shown.inner_text() == "5"
+    expect(shown).to_have_text("5")
     queue_and_wait("fixed")
-    assert shown.inner_text() == "5"
+    expect(shown).to_have_text("5")
     queue_and_wait("randomize")
     assert [p["prompt"][SAMPLER]["inputs"]["seed"] for p in sent] == [5, 6, 5, 5]
     # The seed moves when the page has the server's answer, a moment after the request was sent.
