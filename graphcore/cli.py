@@ -22,21 +22,39 @@ class CliError(Exception):
 
 def load_workflow_file(path: str) -> dict[str, Any]:
     """An API-format graph from a JSON file (or a wrapper holding one under "prompt")."""
+    return load_workflow_document(path)[0]
+
+
+def load_workflow_document(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(API graph, extra_data to run it with): a saved diffgraph workflow embeds itself in the PNGs it makes,
+    a `{prompt, extra_data}` body keeps its extra data, a plain API graph gets none."""
     file = Path(path)
     if not file.is_file():
         raise CliError(f"{path}: no such file")
     if file.suffix.lower() in (".png", ".webp", ".jpg", ".jpeg"):
-        from graphcore.convert import ConvertError, convert_any
-
-        try:
-            return convert_any(file.read_bytes(), _registry()).prompt
-        except ConvertError as exc:
-            raise CliError(f"{path}: {exc}") from None
+        return _load_workflow_file(file, path), {}
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CliError(f"{path}: not valid JSON ({exc})") from None
-    return unwrap_api_graph(data, path)
+    graph = unwrap_api_graph(data, path)
+    extra: dict[str, Any] = {}
+    if isinstance(data, dict) and isinstance(data.get("extra_data"), dict):
+        extra = dict(data["extra_data"])
+    elif isinstance(data, dict) and data.get("format") == "diffgraph-workflow":
+        extra = {"extra_pnginfo": {"workflow": data}}
+    return graph, extra
+
+
+def _load_workflow_file(file: Path, path: str) -> dict[str, Any]:
+    if not file.is_file():
+        raise CliError(f"{path}: no such file")
+    from graphcore.convert import ConvertError, convert_any
+
+    try:
+        return convert_any(file.read_bytes(), _registry()).prompt
+    except ConvertError as exc:
+        raise CliError(f"{path}: {exc}") from None
 
 
 def unwrap_api_graph(data: Any, source: str = "workflow") -> dict[str, Any]:
@@ -142,7 +160,7 @@ def saved_files(outputs: dict[str, dict[str, Any]], folders: folder_config.Folde
 
 def cmd_run(args: argparse.Namespace) -> int:
     folders = _configure_folders(args)
-    graph = load_workflow_file(args.workflow)
+    graph, extra = load_workflow_document(args.workflow)
     overrides = dict(parse_assignment(item) for item in args.set or [])
     try:
         workflow = Workflow.from_api(graph)
@@ -161,7 +179,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     titles = {node_id: node.class_type for node_id, node in report.plan.nodes.items()}
     progress = TerminalProgress(len(report.plan.order), titles) if not args.quiet else None
     started = time.perf_counter()
-    extra = {"extra_pnginfo": {"workflow": None}}
     try:
         result = executor.execute(report.plan, prompt_id="cli", events=progress, extra_data=extra)
     finally:

@@ -218,7 +218,7 @@ def comfy_texts(prompt: Mapping[str, Any] | None, extra_pnginfo: Mapping[str, An
     if prompt is not None:
         texts["prompt"] = json.dumps(prompt)
     for key, value in (extra_pnginfo or {}).items():
-        if isinstance(key, str) and valid_keyword(key) and key not in texts:
+        if isinstance(key, str) and valid_keyword(key) and key not in texts and value is not None:
             texts[key] = json.dumps(value)
     return texts
 

@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny models gain nothing from a second thread, and tests share the machine's cores (also with the servers
+# and workers they start, which inherit this).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from graphcore import folders as folder_config  # noqa: E402
 from support.fixtures import tiny_checkpoint, tiny_controlnet  # noqa: E402, F401
+
+from graphcore import folders as folder_config  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

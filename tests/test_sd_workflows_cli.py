@@ -80,6 +80,8 @@ def test_comfyui_default_workflow_runs_unchanged_from_the_cli(tiny_checkpoint, t
     assert np.array_equal(png_pixels(png), truncated)
     assert not np.array_equal(truncated, np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))  # rounding differs
 
+    assert "workflow" not in texts  # a plain API graph brings no editor workflow: no empty chunk
+
     # The PNG is itself a workflow: running it again reproduces the picture.
     again = run_cli(str(png), "--models-dir", str(models), "--output-dir", str(output))
     assert again.returncode == 0, again.stderr
@@ -116,3 +118,23 @@ def test_cli_reports_a_bad_checkpoint_as_one_line(tiny_checkpoint, tmp_path):
         "node 4 (CheckpointLoaderSimple) failed: broken.safetensors: not a readable .safetensors file (")
     assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+def test_cli_embeds_a_saved_diffgraph_workflow_and_a_prompt_bodys_extra_data(tiny_checkpoint, tmp_path):
+    """A workflow saved by the canvas embeds itself (layout and all) in the PNGs it makes from the command line;
+    a `{prompt, extra_data}` body keeps its extra data."""
+    models, output = tmp_path / "models", tmp_path / "out"
+    ph.link_formats(tiny_checkpoint("sd1"), models / "checkpoints", ["safetensors"], "v1-5-tiny")
+    api = comfy_default_workflow("v1-5-tiny.safetensors")
+    saved = {"format": "diffgraph-workflow", "version": 1, "api": api,
+             "canvas": {"name": "mine", "nodes": [{"id": "3", "type": "KSampler", "pos": [10, 20]}], "groups": []}}
+    (tmp_path / "saved.json").write_text(json.dumps(saved))
+    done = run_cli(str(tmp_path / "saved.json"), "--models-dir", str(models), "--output-dir", str(output))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(png_text_chunks(output / "ComfyUI_00001_.png")["workflow"]) == saved
+
+    body = {"prompt": api, "extra_data": {"extra_pnginfo": {"workflow": {"nodes": [], "version": 0.4}}}}
+    (tmp_path / "body.json").write_text(json.dumps(body))
+    done = run_cli(str(tmp_path / "body.json"), "--models-dir", str(models), "--output-dir", str(output))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(png_text_chunks(output / "ComfyUI_00002_.png")["workflow"]) == {"nodes": [], "version": 0.4}
