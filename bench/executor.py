@@ -42,8 +42,7 @@ def wide_graph(n: int, tail_b: int = -1) -> dict:
     return graph
 
 
-def measure(name: str, make) -> None:
-    sys.setrecursionlimit(100_000)
+def measure_once(make) -> tuple[float, float, float, int, int]:
     executor = Executor(registry())
     graph = make(N)
     started = time.perf_counter()
@@ -58,12 +57,19 @@ def measure(name: str, make) -> None:
     report = executor.validate(Workflow.from_api(changed))
     result = executor.execute(report.plan)
     rerun = time.perf_counter()
-    n = len(graph)
+    return validated - started, ran - validated, rerun - again, len(graph), len(result.executed)
+
+
+def measure(name: str, make, rounds: int = 3) -> None:
+    """Best of `rounds` fresh executors (the machine is shared: the minimum is the engine's own cost)."""
+    sys.setrecursionlimit(100_000)
+    runs = [measure_once(make) for _ in range(rounds)]
+    validate, run, rerun = (min(r[i] for r in runs) for i in range(3))
+    n, executed = runs[0][3], runs[0][4]
     print(
-        f"{name:6s} {n} nodes: validate {1e6 * (validated - started) / n:6.1f} µs/node, "
-        f"run {1e6 * (ran - validated) / n:6.1f} µs/node, total {1e6 * (ran - started) / n:6.1f} µs/node; "
-        f"re-run after one tail change: {1e3 * (rerun - again):7.1f} ms "
-        f"({1e6 * (rerun - again) / n:5.1f} µs/node, {len(result.executed)} nodes executed)"
+        f"{name:6s} {n} nodes: validate {1e6 * validate / n:6.1f} µs/node, run {1e6 * run / n:6.1f} µs/node, "
+        f"total {1e6 * (validate + run) / n:6.1f} µs/node (goal < 50); re-run after one tail change: "
+        f"{1e3 * rerun:7.1f} ms ({1e6 * rerun / n:5.1f} µs/node, {executed} nodes executed)"
     )
 
 

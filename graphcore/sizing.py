@@ -17,7 +17,14 @@ def _is_tensor(value: Any) -> bool:
     return hasattr(value, "untyped_storage") and hasattr(value, "device") and hasattr(value, "to")
 
 
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
 def measure(value: Any) -> dict[str, int]:
+    if type(value) is tuple and all(
+        type(item) in _SCALARS or (type(item) is tuple and all(type(x) in _SCALARS for x in item)) for item in value
+    ):
+        return {}  # (outputs, ui) of plain values: the common case for small nodes, decided without recursion
     sizes: dict[str, int] = {}
     seen: set[int] = set()
     _measure(value, sizes, seen)
@@ -30,7 +37,7 @@ def _add(sizes: dict[str, int], device: str, nbytes: int) -> None:
 
 
 def _measure(value: Any, sizes: dict[str, int], seen: set[int]) -> None:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if type(value) in _SCALARS:
         return
     if id(value) in seen:
         return

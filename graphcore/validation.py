@@ -121,6 +121,7 @@ class _Validator:
         self.warnings: list[str] = []
         self.classes: dict[str, type[Node]] = {}
         self.renames: dict[str, dict[str, str]] = {}
+        self.aliases: dict[str, Any] = {}
 
     def error(self, node_id: str, error_type: str, message: str, details: str = "", input_name=None, **extra):
         class_type = self.workflow.nodes[node_id].class_type or "?"
@@ -142,6 +143,7 @@ class _Validator:
                 continue
             self.classes[node_id] = resolved.cls
             self.renames[node_id] = dict(resolved.renames)
+            self.aliases[node_id] = resolved.alias
 
     def needed_nodes(self, outputs: list[str]) -> set[str]:
         needed: set[str] = set()
@@ -195,8 +197,7 @@ class _Validator:
         node = self.workflow.nodes[node_id]
         cls = self.classes[node_id]
         renames = self.renames[node_id]
-        resolved = self.registry.resolve(node.class_type or "")
-        alias = resolved.alias if resolved else None
+        alias = self.aliases[node_id]
         raw_inputs: dict[str, Any] = {}
         for their_name, value in node.inputs.items():
             our_name = renames.get(their_name, their_name)

@@ -49,6 +49,8 @@ class WorkflowNode:
 
 
 def parse_input_value(value: Any) -> Any:
+    if type(value) in (int, float, str, bool):  # the common case, decided in one test
+        return value
     if isinstance(value, list):
         if (
             len(value) == 2
