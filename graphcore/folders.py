@@ -239,6 +239,20 @@ def current() -> Folders:
     return _current
 
 
+def model_file_stamp(kind: str, name: str) -> tuple[int, int] | None:
+    """(mtime, size) of a model file or folder: changes when it is replaced, so nodes loading it re-run.
+    No hashing: model files are gigabytes. None when the name resolves to nothing (validation reports it)."""
+    try:
+        path = current().resolve_model(kind, name)
+    except (FileNotFoundError, ValueError):
+        return None
+    if path.is_dir():
+        files = [f for f in path.rglob("*") if f.is_file()]
+        return (max((f.stat().st_mtime_ns for f in files), default=0), sum(f.stat().st_size for f in files))
+    stat = path.stat()
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 class ModelChoices:
     """COMBO choices listing a model folder, evaluated each time they are asked for."""
 

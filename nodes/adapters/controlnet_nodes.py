@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from graphcore import types
-from graphcore.folders import ModelChoices
+from graphcore.folders import ModelChoices, model_file_stamp
 from graphcore.inputs import Combo, Float, Socket
 from graphcore.node import Alias, Node, Output
-from nodes.adapters.lora_nodes import file_stamp
 
 
 class ControlNetLoader(Node):
@@ -23,7 +22,7 @@ class ControlNetLoader(Node):
 
     @classmethod
     def fingerprint(cls, constants: dict[str, Any]) -> Any:
-        return file_stamp("controlnet", constants["control_net_name"])
+        return model_file_stamp("controlnet", constants["control_net_name"])
 
     def run(self, ctx, control_net_name):
         from nodes.adapters.controlnet_loading import load_controlnet

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from graphcore import types
-from graphcore.folders import ModelChoices
+from graphcore.folders import ModelChoices, model_file_stamp
 from graphcore.inputs import Combo, Float, Socket
 from graphcore.node import Alias, Node, Output
-from nodes.adapters.lora_nodes import file_stamp
 
 
 class CLIPVisionLoader(Node):
@@ -23,7 +22,7 @@ class CLIPVisionLoader(Node):
 
     @classmethod
     def fingerprint(cls, constants: dict[str, Any]) -> Any:
-        return file_stamp("clip_vision", constants["clip_name"])
+        return model_file_stamp("clip_vision", constants["clip_name"])
 
     def run(self, ctx, clip_name):
         from nodes.adapters.clip_vision import load_clip_vision
@@ -44,7 +43,7 @@ class IPAdapterLoader(Node):
 
     @classmethod
     def fingerprint(cls, constants: dict[str, Any]) -> Any:
-        return file_stamp("ipadapter", constants["ipadapter_file"])
+        return model_file_stamp("ipadapter", constants["ipadapter_file"])
 
     def run(self, ctx, ipadapter_file):
         from nodes.adapters.ip_adapter import load_ip_adapter

@@ -5,18 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from graphcore import types
-from graphcore.folders import ModelChoices, current
+from graphcore.folders import ModelChoices, model_file_stamp
 from graphcore.inputs import Combo, Float, Socket
 from graphcore.node import Alias, Node, Output
-
-
-def file_stamp(kind: str, name: str) -> tuple[int, int] | None:
-    """Changes when the file is replaced, so dependants re-run (no hashing of large files)."""
-    try:
-        stat = current().resolve_model(kind, name).stat()
-    except (FileNotFoundError, ValueError):
-        return None
-    return (stat.st_mtime_ns, stat.st_size)
 
 
 def _strength(tooltip: str) -> Float:
@@ -45,7 +36,7 @@ class LoRA(Node):
 
     @classmethod
     def fingerprint(cls, constants: dict[str, Any]) -> Any:
-        return file_stamp("loras", constants["lora_name"])
+        return model_file_stamp("loras", constants["lora_name"])
 
     def run(self, ctx, model, clip, lora_name, strength_model, strength_clip):
         from nodes.adapters.lora import apply_lora, read_lora
@@ -68,7 +59,7 @@ class LoRAModelOnly(Node):
 
     @classmethod
     def fingerprint(cls, constants: dict[str, Any]) -> Any:
-        return file_stamp("loras", constants["lora_name"])
+        return model_file_stamp("loras", constants["lora_name"])
 
     def run(self, ctx, model, lora_name, strength_model):
         from nodes.adapters.lora import apply_lora, read_lora

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphcore import types
-from graphcore.folders import ModelChoices, current
+from graphcore.folders import ModelChoices, current, model_file_stamp
 from graphcore.inputs import Combo, Float, InputProblem, Socket
 from graphcore.node import Node, Output
 
@@ -61,9 +61,7 @@ class SafetyCheck(Node):
 
     @classmethod
     def fingerprint(cls, constants: dict[str, Any]) -> Any:
-        from nodes.adapters.lora_nodes import file_stamp
-
-        return file_stamp("safety_checker", constants["checker"])
+        return model_file_stamp("safety_checker", constants["checker"])
 
     def run(self, ctx, images, sensitivity, checker):
         from nodes.adapters.safety import check, load_checker

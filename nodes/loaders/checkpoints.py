@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 from graphcore import types
-from graphcore.folders import ModelChoices, current
+from graphcore.folders import ModelChoices, model_file_stamp
 from graphcore.inputs import Combo, Int, Socket
 from graphcore.node import Alias, Node, Output
-
-
-def _file_stamp(kind: str, name: str) -> tuple[int, int] | None:
-    """Changes when the file is replaced, so a reload happens (cheap: no hashing of GB files)."""
-    try:
-        stat = current().resolve_model(kind, name).stat()
-    except (FileNotFoundError, ValueError):
-        return None
-    return (stat.st_mtime_ns, stat.st_size)
 
 
 class LoadCheckpoint(Node):
@@ -34,7 +25,7 @@ class LoadCheckpoint(Node):
 
     @classmethod
     def fingerprint(cls, constants):
-        return _file_stamp("checkpoints", constants["ckpt_name"])
+        return model_file_stamp("checkpoints", constants["ckpt_name"])
 
     def run(self, ctx, ckpt_name):
         from nodes.sd.loading import load_checkpoint
@@ -52,7 +43,7 @@ class VAELoader(Node):
 
     @classmethod
     def fingerprint(cls, constants):
-        return _file_stamp("vae", constants["vae_name"])
+        return model_file_stamp("vae", constants["vae_name"])
 
     def run(self, ctx, vae_name):
         from nodes.sd.loading import load_vae

@@ -6,7 +6,7 @@ from typing import Any
 
 from graphcore import types
 from graphcore.context import NodeContext
-from graphcore.folders import ModelChoices, current
+from graphcore.folders import ModelChoices, model_file_stamp
 from graphcore.inputs import Combo, Socket
 from graphcore.node import Node, Output
 
@@ -23,11 +23,7 @@ class UpscaleModelLoader(Node):
 
     @classmethod
     def fingerprint(cls, constants: dict[str, Any]) -> Any:
-        try:
-            stat = current().resolve_model("upscale_models", constants["model_name"]).stat()
-        except (FileNotFoundError, ValueError):
-            return None
-        return (stat.st_mtime_ns, stat.st_size)
+        return model_file_stamp("upscale_models", constants["model_name"])
 
     def run(self, ctx: NodeContext, model_name: str) -> tuple[Any]:
         from nodes.upscale.run import load_upscale_model
