@@ -56,6 +56,12 @@ class VAEEncode(Node):
         return (Latent(encode(vae, pixels)),)
 
 
+def _tile_problems(constants: dict) -> dict[str, str]:
+    if constants.get("overlap", 0) >= constants.get("tile_size", 512) // 2:
+        return {"overlap": "must be less than half the tile size"}
+    return {}
+
+
 class VAEDecodeTiled(Node):
     display_name = "VAE Decode (Tiled)"
     category = "latent"
@@ -68,11 +74,7 @@ class VAEDecodeTiled(Node):
     }
     outputs = (Output(types.IMAGE),)
 
-    @classmethod
-    def check(cls, constants):
-        if constants.get("overlap", 0) >= constants.get("tile_size", 512) // 2:
-            return {"overlap": "must be less than half the tile size"}
-        return {}
+    check = classmethod(lambda cls, constants: _tile_problems(constants))
 
     def run(self, ctx, samples, vae, tile_size=512, overlap=64):
         from nodes.sd.vae_ops import decode_tiled
@@ -92,11 +94,7 @@ class VAEEncodeTiled(Node):
     }
     outputs = (Output(types.LATENT),)
 
-    @classmethod
-    def check(cls, constants):
-        if constants.get("overlap", 0) >= constants.get("tile_size", 512) // 2:
-            return {"overlap": "must be less than half the tile size"}
-        return {}
+    check = classmethod(lambda cls, constants: _tile_problems(constants))
 
     def run(self, ctx, pixels, vae, tile_size=512, overlap=64):
         from nodes.sd.vae_ops import encode_tiled
