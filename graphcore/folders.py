@@ -262,5 +262,11 @@ class ModelChoices:
     def __call__(self) -> list[str]:
         return current().list_models(self.kind)
 
+    def missing_hint(self) -> str:
+        """Where a name that is not listed was looked for (validation errors say it, so a user knows where the
+        file goes)."""
+        roots = ", ".join(str(root) for root in current().model_roots(self.kind))
+        return f"looked in the {self.kind} folder(s): {roots}"
+
     def __repr__(self) -> str:
         return f"ModelChoices({self.kind!r})"

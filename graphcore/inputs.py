@@ -270,9 +270,7 @@ class Combo(InputSpec):
         choices = self.current_choices()
         if value not in choices:
             shown = ", ".join(repr(c) for c in choices[:8]) + (" …" if len(choices) > 8 else "")
-            raise InputProblem(
-                "value_not_in_list",
-                "Value not in list",
-                f"'{value}' not in [{shown}]" if choices else f"'{value}': there are no choices available",
-            )
+            details = f"'{value}' not in [{shown}]" if choices else f"'{value}': there are no choices available"
+            hint = getattr(self.choices, "missing_hint", None)
+            raise InputProblem("value_not_in_list", "Value not in list", f"{details}; {hint()}" if hint else details)
         return value

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from graphcore import types
 from graphcore.folders import ModelChoices, current, model_file_stamp
-from graphcore.inputs import Combo, Float, InputProblem, Socket
+from graphcore.inputs import Combo, Float, Socket
 from graphcore.node import Node, Output
 
 # Per-image flags: a tuple of bools, one per image of the batch, True = flagged (and blacked out).
 SAFETY_FLAGS = types.SAFETY_FLAGS
-
-
-@dataclass(frozen=True)
-class FolderCombo(Combo):
-    """A model-folder choice whose "not in list" error says which folders were searched."""
-
-    kind: str = ""
-
-    def coerce(self, value: Any) -> str:
-        try:
-            return super().coerce(value)
-        except InputProblem as problem:
-            roots = ", ".join(str(r) for r in current().model_roots(self.kind))
-            raise InputProblem(problem.error_type, problem.message,
-                               f"{problem.details}; looked in the {self.kind} folder(s): {roots}") from None
 
 
 class SafetyCheck(Node):
@@ -40,8 +24,8 @@ class SafetyCheck(Node):
     inputs = {
         "images": Socket(types.IMAGE),
         "sensitivity": Float(0.5, min=0.0, max=1.0, step=0.01, tooltip="0.5: as released; 1: strictest"),
-        "checker": FolderCombo(ModelChoices("safety_checker"), kind="safety_checker",
-                               tooltip="A diffusers safety_checker folder (config.json + weights)"),
+        "checker": Combo(ModelChoices("safety_checker"),
+                         tooltip="A diffusers safety_checker folder (config.json + weights)"),
     }
     outputs = (
         Output(types.IMAGE, "images"),
