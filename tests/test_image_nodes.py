@@ -353,6 +353,23 @@ def test_pad_for_outpaint_feathered_mask():
     assert (wide[0, :, 8:] == 0).all()
 
 
+def test_composite_masked_pastes_through_the_mask_and_clips_at_the_edges():
+    destination, source = torch.zeros(2, 6, 8, 3), torch.ones(1, 4, 4, 3)
+    mask = torch.zeros(1, 4, 4)
+    mask[0, :, 2:] = 1.0
+    mask[0, 0, 0] = 0.25
+    (out,) = transform.ImageCompositeMasked().run(None, destination, source, 6, 3, False, mask)
+    assert out.shape == (2, 6, 8, 3) and torch.equal(destination, torch.zeros(2, 6, 8, 3))  # input untouched
+    expected = torch.zeros(6, 8)
+    expected[3, 6] = 0.25  # the source's (0, 0), through a quarter mask; columns 2-3 and rows 3- fall outside
+    assert torch.equal(out[1, ..., 0], expected) and torch.equal(out[0], out[1])  # the source repeats per image
+    (plain,) = transform.ImageCompositeMasked().run(None, destination, source, 1, 1, False)
+    assert plain[0, 1:5, 1:5].eq(1).all() and plain[0].sum() == 16 * 3
+    (resized,) = transform.ImageCompositeMasked().run(None, destination, source, 0, 0, True)
+    assert resized.eq(1).all()
+    assert torch.equal(ops.composite_masked(destination, source, 8, 0), destination)  # entirely outside
+
+
 def test_invert_batch_and_empty_image():
     image = torch.rand(2, 3, 4, 3)
     assert torch.equal(transform.ImageInvert().run(None, image)[0], 1.0 - image)

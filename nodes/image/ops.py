@@ -133,6 +133,40 @@ def pad_for_outpaint(image: torch.Tensor, left: int, top: int, right: int, botto
     return canvas, mask.unsqueeze(0)
 
 
+def composite_masked(destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+                     mask: torch.Tensor | None = None, resize_source: bool = False) -> torch.Tensor:
+    """`source` pasted onto a copy of `destination` with its top-left corner at (x, y), blended by `mask`
+    (1 = source; scaled bilinearly to the source's size). Batches repeat to the destination's size; the parts
+    of the source outside the destination are dropped (ComfyUI's ImageCompositeMasked)."""
+    result = destination.detach().clone().float()
+    batch, height, width, _ = result.shape
+    source = source.to(result.device, torch.float32)
+    if resize_source:
+        source = resize(source, width, height, "bilinear")
+    weight = torch.ones(source.shape[:3], dtype=torch.float32, device=result.device)
+    if mask is not None:
+        planes = mask.to(result.device, torch.float32).reshape(-1, 1, *mask.shape[-2:])
+        weight = torch.nn.functional.interpolate(planes, size=source.shape[1:3], mode="bilinear")[:, 0]
+    source, weight = _repeat_to(source, batch), _repeat_to(weight, batch)
+    top, left = max(y, 0), max(x, 0)
+    bottom, right = min(y + source.shape[1], height), min(x + source.shape[2], width)
+    if bottom <= top or right <= left:
+        return result
+    rows, cols = slice(top - y, bottom - y), slice(left - x, right - x)
+    blend = weight[:, rows, cols, None]
+    region = result[:, top:bottom, left:right, :]
+    result[:, top:bottom, left:right, :] = blend * source[:, rows, cols, :] + (1 - blend) * region
+    return result
+
+
+def _repeat_to(tensor: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch repeated (and cut) to `size` entries."""
+    if tensor.shape[0] == size:
+        return tensor
+    times = -(-size // tensor.shape[0])
+    return tensor.repeat(times, *([1] * (tensor.dim() - 1)))[:size]
+
+
 # ---------------------------------------------------------------------------------------------------- other
 
 

@@ -1,4 +1,4 @@
-"""Nodes changing pictures: scaling, outpaint padding, inversion, batching, solid images, Canny edges.
+"""Nodes changing pictures: scaling, outpaint padding, masked compositing, inversion, batching, solid images, Canny edges.
 
 ComfyUI's class names, input names and defaults; the arithmetic lives in nodes.image.ops.
 """
@@ -9,7 +9,7 @@ from typing import Any
 
 from graphcore import types
 from graphcore.context import NodeContext
-from graphcore.inputs import Combo, Float, Int, Socket
+from graphcore.inputs import Boolean, Combo, Float, Int, Socket
 from graphcore.node import Node, Output
 
 MAX_RESOLUTION = 16384
@@ -106,6 +106,30 @@ class ImagePadForOutpaint(Node):
         return ops.pad_for_outpaint(image, left, top, right, bottom, feathering)
 
 
+class ImageCompositeMasked(Node):
+    display_name = "Image Composite Masked"
+    category = "image"
+    description = (
+        "Pastes `source` onto `destination` at (x, y), through the mask where one is given (1 = source). After "
+        "inpainting or outpainting, this puts the untouched pixels back exactly."
+    )
+    inputs = {
+        "destination": Socket(types.IMAGE),
+        "source": Socket(types.IMAGE),
+        "x": Int(0, min=0, max=MAX_RESOLUTION, step=1),
+        "y": Int(0, min=0, max=MAX_RESOLUTION, step=1),
+        "resize_source": Boolean(False, tooltip="Scale the source to the destination's size first."),
+        "mask": Socket(types.MASK, optional=True, tooltip="Where the source shows (scaled to the source's size)."),
+    }
+    outputs = (Output(types.IMAGE, "IMAGE"),)
+
+    def run(self, ctx: NodeContext, destination: Any, source: Any, x: int, y: int, resize_source: bool,
+            mask: Any = None) -> tuple[Any]:
+        from nodes.image import ops
+
+        return (ops.composite_masked(destination, source, x, y, mask, resize_source),)
+
+
 class ImageInvert(Node):
     display_name = "Invert Image"
     category = "image"
@@ -167,5 +191,5 @@ class Canny(Node):
         return (ops.canny(image, low_threshold, high_threshold),)
 
 
-NODES = (ImageScale, ImageScaleBy, ImageScaleToTotalPixels, ImagePadForOutpaint, ImageInvert, ImageBatch,
-         EmptyImage, Canny)
+NODES = (ImageScale, ImageScaleBy, ImageScaleToTotalPixels, ImagePadForOutpaint, ImageCompositeMasked, ImageInvert,
+         ImageBatch, EmptyImage, Canny)
