@@ -4,11 +4,12 @@ Generates every held-out caption combination (shape, colour, position never seen
 scores the images with the exact analytic checker (training/checker.py). Also: the ControlNet (does the shape
 follow a given Canny edge map?) and the style LoRA (outlined shapes at strength 1; strength 0 = no LoRA).
 
-    python bench/demo_quality.py [--generator diffusers-euler] [--steps 20] [--cfg 6] [--seeds 1]
+    python bench/demo_quality.py [--generator diffgraph-euler] [--steps 20] [--cfg 6] [--seeds 1]
 
 The generation function is pluggable: `--generator package.module:function` names a factory
 `function(folder: Path, steps: int, cfg: float) -> Generator`, where a Generator maps (prompts, seeds) to
-uint8 images [B, 64, 64, 3] (see training/generate.py) — e.g. one that runs diffgraph's own workflow.
+uint8 images [B, 64, 64, 3] (see training/generate.py). The default runs diffgraph's own workflow
+(training/diffgraph_generate.py); `diffusers-*` run diffusers' pipeline on the same files, for comparison.
 Goal: colour ≥ 0.90, shape ≥ 0.80, position ≥ 0.80.
 """
 
@@ -30,6 +31,7 @@ import torch  # noqa: E402
 
 from training import dataset  # noqa: E402
 from training.demo_files import load_controlnet, load_lora, load_modules  # noqa: E402
+from training.diffgraph_generate import diffgraph_dpmpp_2m_karras, diffgraph_generator  # noqa: E402
 from training.export import DEFAULT_OUT  # noqa: E402
 from training.generate import Generator, pipeline, pipeline_generator, score  # noqa: E402
 
@@ -57,6 +59,8 @@ def diffusers_factory(scheduler: str) -> Callable[[Path, int, float], Generator]
 
 
 GENERATORS: dict[str, Callable[[Path, int, float], Generator]] = {
+    "diffgraph-euler": diffgraph_generator,
+    "diffgraph-dpmpp_2m": diffgraph_dpmpp_2m_karras,
     "diffusers-euler": diffusers_factory("euler"),
     "diffusers-dpmpp_2m": diffusers_factory("dpmpp_2m"),
 }
@@ -148,7 +152,7 @@ def lora_quality(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", default="diffusers-euler", help=f"{sorted(GENERATORS)} or module:function")
+    parser.add_argument("--generator", default="diffgraph-euler", help=f"{sorted(GENERATORS)} or module:function")
     parser.add_argument("--folder", type=Path, default=DEFAULT_OUT, help="where the demo files are")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=6.0)

@@ -1,9 +1,9 @@
 """Export the trained demo models to the files diffgraph ships, in the formats users' own files have.
 
-- ``demo.safetensors``: an SD1.x single-file checkpoint (original LDM key names, fp16) + ``demo.yaml`` beside it
-  (the v1-inference.yaml schema with the demo's sizes and VAE scale factor).
-- ``demo_canny_controlnet.safetensors``: lllyasviel's ``control_model.*`` layout + a cldm-style yaml.
-- ``demo_outline_lora.safetensors``: a kohya LoRA (``lora_unet_*`` / ``lora_te_*`` with ``.alpha``).
+- ``checkpoints/demo.safetensors``: an SD1.x single-file checkpoint (original LDM key names, fp16) + ``demo.yaml``
+  beside it (the v1-inference.yaml schema with the demo's sizes and VAE scale factor).
+- ``controlnet/demo_canny_controlnet.safetensors``: lllyasviel's ``control_model.*`` layout + a cldm-style yaml.
+- ``loras/demo_outline_lora.safetensors``: a kohya LoRA (``lora_unet_*`` / ``lora_te_*`` with ``.alpha``).
 
     python -m training.export [--work-dir /work/demo_work] [--out nodes/data/demo]
 """
@@ -25,9 +25,10 @@ from training.models import SCHEDULE
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "nodes" / "data" / "demo"
-CHECKPOINT = "demo.safetensors"
-CONTROLNET = "demo_canny_controlnet.safetensors"
-LORA = "demo_outline_lora.safetensors"
+# Paths inside the demo folder: the kinds nodes/__init__.py registers as built-in model roots.
+CHECKPOINT = "checkpoints/demo.safetensors"
+CONTROLNET = "controlnet/demo_canny_controlnet.safetensors"
+LORA = "loras/demo_outline_lora.safetensors"
 YAML_HEADER = (
     "# diffgraph's built-in demo model: Stable Diffusion 1.x architecture at small width, trained from scratch on\n"
     "# procedural shapes by training/ (see training/README.md). 64x64 images; LDM v1-inference.yaml schema.\n"
@@ -108,6 +109,8 @@ def main() -> None:
     modules = load_trained(args.work_dir)
 
     state, config_text = checkpoint_files(modules["vae"], modules["text_encoder"], modules["unet"])
+    for name in (CHECKPOINT, CONTROLNET, LORA):
+        (args.out / name).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, args.out / CHECKPOINT, metadata=METADATA)
     (args.out / CHECKPOINT).with_suffix(".yaml").write_text(config_text)
     written = [args.out / CHECKPOINT]
