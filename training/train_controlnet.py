@@ -4,7 +4,7 @@ diffusers' `ControlNetModel.from_unet` copies the trained UNet's encoder (zero-i
 standard 16-32-96-256 hint encoder); the text encoder and UNet stay frozen. Captions are often empty or without
 position (the edges must carry shape and layout; the prompt still picks colour and background).
 
-    python -m training.train_controlnet [--steps 3000] [--work-dir /work/demo_work]
+    python -m training.train_controlnet [--steps 1500] [--work-dir /work/demo_work]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def validate(vae, text_encoder, unet, controlnet, folder, step: int, count: int 
 
 
 def main() -> None:
-    args = arguments(__doc__, steps=3000, batch_size=64, lr=5e-4, images=40000, ema=0.999, validate_every=500)
+    args = arguments(__doc__, steps=1500, batch_size=64, lr=5e-4, images=40000, ema=0.999, validate_every=500)
     from diffusers import ControlNetModel
 
     folder = args.work_dir / "controlnet"
