@@ -36,6 +36,12 @@ def isolated_folders(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def without_builtin_models(monkeypatch):
+    """Hide the packaged demo files, for tests that assert a folder's exact listing."""
+    monkeypatch.setattr(folder_config, "_builtin_roots", {})
+
+
+@pytest.fixture
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

@@ -48,13 +48,13 @@ def test_tab_opens_a_fuzzy_search_over_names_and_descriptions(page):
 def test_refresh_lists_model_files_added_since_the_page_opened(page, canvas_server, tiny_checkpoint):
     combo = node(page, "4").locator("select")
     before = combo.locator("option").all_inner_texts()
-    assert before == [TINY_CHECKPOINT]
+    assert before == ["demo.safetensors", TINY_CHECKPOINT]  # the packaged demo model is listed with the user's
     folder = canvas_server.root / "models" / "checkpoints"
     shutil.copy(tiny_checkpoint("sd1").paths["safetensors"], folder / "second.safetensors")
     try:
         page.locator("#btn-refresh").click()
-        page.wait_for_function("document.querySelector('.node[data-id=\"4\"] select').options.length === 2")
-        assert combo.locator("option").all_inner_texts() == ["second.safetensors", TINY_CHECKPOINT]
+        page.wait_for_function("document.querySelector('.node[data-id=\"4\"] select').options.length === 3")
+        assert combo.locator("option").all_inner_texts() == ["demo.safetensors", "second.safetensors", TINY_CHECKPOINT]
     finally:
         (folder / "second.safetensors").unlink()
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
+from test_canvas_support import add_by_search as search_add
 from test_canvas_support import (
-    TINY_CHECKPOINT,
     canvas_point,
     drag,
     drop_file,
@@ -19,7 +19,6 @@ from test_canvas_support import (
     out_dot,
     shot,
 )
-from test_canvas_support import add_by_search as search_add
 
 from graphcore.metadata import png_text_chunks
 
@@ -82,7 +81,7 @@ def test_build_txt2img_from_empty_canvas_queue_with_ctrl_enter_and_see_the_image
         "model": [ids["ckpt"], 0], "positive": [ids["pos"], 0], "negative": [ids["neg"], 0],
         "latent_image": [ids["latent"], 0]}
     assert nodes[ids["save"]]["links"] == {"images": [ids["decode"], 0]}
-    assert nodes[ids["ckpt"]]["values"]["ckpt_name"] == TINY_CHECKPOINT
+    assert nodes[ids["ckpt"]]["values"]["ckpt_name"] == "demo.safetensors"  # the first listed: the packaged demo
     assert page.locator("#links path.link").count() == 9
 
     type_number(page, ids["latent"], "width", "64")

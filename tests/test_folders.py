@@ -9,6 +9,8 @@ import pytest
 from graphcore import folders as folder_config
 from graphcore.folders import PathEscape, a1111_roots, comfy_extra_model_paths, folders_from_options, safe_join
 
+pytestmark = pytest.mark.usefixtures("without_builtin_models")  # exact listings of the test's own folders
+
 
 def touch(path):
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -174,7 +174,7 @@ async def test_object_info_for_all_nodes_one_node_and_an_alias(client):
     assert await (await client.get("/object_info/Nope")).json() == {}
 
 
-async def test_system_stats_models_embeddings_extensions(client, isolated_folders):
+async def test_system_stats_models_embeddings_extensions(client, isolated_folders, without_builtin_models):
     stats = await (await client.get("/system_stats")).json()
     assert stats["system"]["python_version"] and stats["system"]["ram_total"] > 0
     assert stats["devices"] and {"name", "type", "vram_total", "vram_free"} <= set(stats["devices"][0])

@@ -1,4 +1,5 @@
-"""Nodes changing pictures: scaling, outpaint padding, masked compositing, inversion, batching, solid images, Canny edges.
+"""Nodes changing pictures: scaling, outpaint padding, masked compositing, inversion, batching, solid images,
+Canny edges.
 
 ComfyUI's class names, input names and defaults; the arithmetic lives in nodes.image.ops.
 """
