@@ -1,6 +1,8 @@
 """SD1.5-architecture txt2img: diffgraph's workflow vs diffusers' pipeline on the same reduced-width weights.
 
     python bench/sampling.py [--size 256] [--steps 20] [--rounds 3] [--threads 1] [--sampler-size 64] [--keep DIR]
+    python bench/sampling.py --sdxl        # = bench/sampling_sdxl.py (base + refiner)
+    python bench/sampling.py --adapters    # = bench/sampling_adapters.py (LoRA + ControlNet + IP-Adapter)
 
 Built in-process with random weights (UNet block_out_channels (128, 256, 512, 512), the SD1.5 layout) and saved as a
 single .safetensors file + LDM .yaml; diffusers loads the same file with `from_single_file`. Printed, not asserted:
@@ -300,7 +302,17 @@ def report(args: argparse.Namespace, results: dict[str, dict]) -> None:
               f"({row['calls'] / args.steps:.2f} per step)")
 
 
+VARIANTS = {"--sdxl": "sampling_sdxl.py", "--adapters": "sampling_adapters.py"}
+
+
 def main() -> None:
+    variant = next((flag for flag in VARIANTS if flag in sys.argv[1:]), None)
+    if variant:  # the same benchmark for other model families and adapters lives in its own script
+        import runpy
+
+        sys.argv = [VARIANTS[variant], *(a for a in sys.argv[1:] if a != variant)]
+        runpy.run_path(str(Path(__file__).with_name(VARIANTS[variant])), run_name="__main__")
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
