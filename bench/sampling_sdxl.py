@@ -180,23 +180,34 @@ def measure(side: str, root: Path, repeats: int) -> dict:
 
 
 def main() -> None:
-    repeats = 3
+    repeats, rounds = 4, 2
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         build(root / "models")
         import shutil
 
         shutil.move(str(root / "models" / "diffusers"), str(root / "diffusers"))
-        ours, theirs = measure("ours", root, repeats), measure("diffusers", root, repeats)
-    # The first run of each side includes loading; later runs (new seed) are sampling + decode.
-    print(f"SDXL base+refiner {SIZE}x{SIZE}, {STEPS} steps dpmpp_2m karras, switch at {SWITCH}, {repeats} runs")
-    print(f"  first run (load+sample):  ours {ours['times'][0]:.2f} s, diffusers {theirs['times'][0]:.2f} s")
-    warm_ours, warm_theirs = min(ours["times"][1:]), min(theirs["times"][1:])
+        # Fresh processes, the two sides alternated, so a busy or warming machine favours neither.
+        runs: dict[str, list[dict]] = {"ours": [], "diffusers": []}
+        for _ in range(rounds):
+            for side in runs:
+                runs[side].append(measure(side, root, repeats))
+    ours, theirs = runs["ours"], runs["diffusers"]
+    # The first run of each process includes loading; later runs (new seed) are sampling + decode.
+    print(f"SDXL base+refiner {SIZE}x{SIZE}, {STEPS} steps dpmpp_2m karras, switch at {SWITCH}; {rounds} alternated "
+          f"processes per side, {repeats} runs each")
+    first_ours, first_theirs = min(r["times"][0] for r in ours), min(r["times"][0] for r in theirs)
+    print(f"  first run (load+sample):  ours {first_ours:.2f} s, diffusers {first_theirs:.2f} s")
+    warm_ours = min(t for r in ours for t in r["times"][1:])
+    warm_theirs = min(t for r in theirs for t in r["times"][1:])
     print(f"  warm run (new seed):      ours {warm_ours:.2f} s, diffusers {warm_theirs:.2f} s, "
-          f"ratio {warm_ours / warm_theirs:.3f} (goal ≤ 1.00)")
-    print(f"  peak RSS:                 ours {ours['peak_mb']:.0f} MB, diffusers {theirs['peak_mb']:.0f} MB, "
-          f"ratio {ours['peak_mb'] / theirs['peak_mb']:.3f} (goal ≤ 1.1)")
-    print(f"  model loads (ours): {ours['loads']} modules for {repeats} runs; resident {ours['resident_mb']:.0f} MB")
+          f"ratio {warm_ours / warm_theirs:.3f} (goal ≤ 1.00; best of {rounds * (repeats - 1)} each)")
+    peak_ours, peak_theirs = max(r["peak_mb"] for r in ours), max(r["peak_mb"] for r in theirs)
+    print(f"  peak RSS:                 ours {peak_ours:.0f} MB, diffusers {peak_theirs:.0f} MB, "
+          f"ratio {peak_ours / peak_theirs:.3f} (goal ≤ 1.1)")
+    loads, resident = ours[0]["loads"], ours[0]["resident_mb"]
+    print(f"  model loads (ours): {loads} modules for {repeats} runs; resident {resident:.0f} MB"
+          " (a memory budget offloads only from a GPU: DIFFGRAPH_VRAM_BUDGET_MB; on CPU everything stays resident)")
 
 
 if __name__ == "__main__":
