@@ -38,6 +38,16 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 31 + stream) % (2**63))
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: Any, scheduler: Any, parameters: list[torch.nn.Parameter],
+                   clip_norm: float = 1.0) -> None:
+    """One update, the same in every training here: backward, clip the gradient norm, step, advance the LR."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+    optimizer.step()
+    scheduler.step()
+
+
 class EMA:
     """Exponential moving average of parameters with the usual warm-up (decay grows with the step count)."""
 

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from training import dataset
-from training.common import EMA, Checkpointer, Log, arguments, step_generator
+from training.common import EMA, Checkpointer, Log, arguments, optimizer_step, step_generator
 from training.diffusion import (
     WeightedEpsilonLoss,
     cosine_with_warmup,
@@ -115,11 +115,7 @@ def main() -> None:
         prediction = unet(noisy, timesteps, ctx, down_block_additional_residuals=down,
                           mid_block_additional_residual=mid).sample
         loss = loss_fn(prediction, noise, timesteps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, optimizer, scheduler, parameters)
         ema.update(step)
         progress.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % args.validate_every == 0 or step + 1 == args.steps:

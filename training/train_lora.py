@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from training import checker, dataset
-from training.common import Checkpointer, Log, arguments, step_generator
+from training.common import Checkpointer, Log, arguments, optimizer_step, step_generator
 from training.diffusion import (
     WeightedEpsilonLoss,
     cosine_with_warmup,
@@ -91,11 +91,7 @@ def main() -> None:
         noisy, noise, timesteps = loss_fn.noisy(latents[indices].float(), generator)
         context = text_encoder(torch.stack([token_ids(c) for c in captions])).last_hidden_state
         loss = loss_fn(unet(noisy, timesteps, context).sample, noise, timesteps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, optimizer, scheduler, parameters)
         progress.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % args.validate_every == 0 or step + 1 == args.steps:
             metrics = validate(vae, text_encoder, unet, folder, step + 1)
