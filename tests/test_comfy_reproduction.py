@@ -241,7 +241,7 @@ def assert_same_latent(ours: torch.Tensor, reference: torch.Tensor, what: str) -
 
 # ------------------------------------------------------------------------------------------ the tests
 def test_reference_tables_are_comfyui_tables():
-    """The hand-written tables reproduce DOMAIN.md's values read from ComfyUI (so the loops below use its σ)."""
+    """The hand-written tables reproduce the σ ComfyUI v0.3.64 prints (so the loops below use its σ)."""
     expected = {
         ("karras", 4): [14.6146, 3.1686, 0.4469, 0.0292, 0], ("normal", 4): [14.6146, 2.9183, 0.9324, 0.0292, 0],
         ("simple", 4): [14.6146, 4.0817, 1.6129, 0.6932, 0],

@@ -1,4 +1,4 @@
-"""σ tables and schedules: DOMAIN.md's reference values (read from ComfyUI) and independent re-derivations."""
+"""σ tables and schedules: reference values printed by ComfyUI itself, and independent re-derivations."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from nodes.samplers.model_sigmas import ModelSigmas, is_max_denoise, sd_model_sigmas
 from nodes.samplers.schedules import SCHEDULERS, advanced_sigmas, full_schedule, schedule_sigmas
 
-REFERENCE = {  # DOMAIN.md, "Same workflow, same picture as ComfyUI" (ComfyUI v0.3.64, SD1.x)
+REFERENCE = {  # ComfyUI v0.3.64: comfy.samplers.calculate_sigmas(SD1.x model_sampling, name, steps), rounded
     ("simple", 4): [14.6146, 4.0817, 1.6129, 0.6932, 0],
     ("sgm_uniform", 4): [14.6146, 4.0861, 1.6156, 0.6951, 0],
     ("karras", 4): [14.6146, 3.1686, 0.4469, 0.0292, 0],

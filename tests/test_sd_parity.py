@@ -1,7 +1,7 @@
 """txt2img parity with diffusers on the same tiny weights and seed, through our workflow JSON
 (LoadCheckpoint → CLIPEncode ×2 → EmptyLatent → KSampler → VAEDecode), compared on the decoded float image.
 
-How the diffusers reference is set up, and why (our KSampler follows ComfyUI, see DOMAIN.md):
+How the diffusers reference is set up, and why (our KSampler follows ComfyUI's k-diffusion semantics):
 - Schedule: the reference scheduler visits exactly our σ table. Where a diffusers configuration produces that table
   natively (euler+simple = Euler "trailing", ddim+simple = DDIM "trailing" with alpha_T = 1, dpmpp_2m+karras =
   DPMSolverMultistep with Karras sigmas) the test uses it as is and asserts its σ and timesteps equal ours. Elsewhere

@@ -179,7 +179,7 @@ async def test_events_go_only_to_the_submitting_client(client):
     while True:
         try:
             msg = await ws_other.receive(timeout=0.05)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         leaked.append(json.loads(msg.data)["type"])
     assert set(leaked) <= {"status"}, leaked

@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # graphcore/: web/ and examples/ are here in a wheel
+_REPO_ROOT = _PACKAGE_ROOT.parent  # a source checkout keeps them at the top: web/, workflows/
 
 
-def _existing(path: Path) -> Path | None:
-    return path if path.is_dir() else None
+def _shipped(packaged: str, in_checkout: str) -> Path | None:
+    for path in (_PACKAGE_ROOT / packaged, _REPO_ROOT / in_checkout):
+        if (path / "index.html").is_file() or any(path.glob("*.json")):
+            return path
+    return None
 
 
 @dataclass
@@ -19,8 +23,8 @@ class ServerConfig:
     port: int = 8188
     auth_token: str | None = None
     allowed_origins: tuple[str, ...] = ()
-    web_dir: Path | None = field(default_factory=lambda: _existing(_REPO_ROOT / "web"))
-    examples_dir: Path | None = field(default_factory=lambda: _existing(_REPO_ROOT / "workflows"))
+    web_dir: Path | None = field(default_factory=lambda: _shipped("web", "web"))
+    examples_dir: Path | None = field(default_factory=lambda: _shipped("examples", "workflows"))
     history_size: int = 10_000
     max_json_bytes: int = 16 * 1024 * 1024
     max_upload_bytes: int = 50 * 1024 * 1024

@@ -115,7 +115,7 @@ async def submit(state: ServerState, sub: Submission) -> web.Response:
         return web.json_response(accepted)
     try:
         await asyncio.wait_for(asyncio.shield(waiter), sub.timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         state.forget_waiter(prompt_id, waiter)
         return web.json_response({**accepted, "status": {"status_str": "pending", "completed": False}}, status=202)
     assert state.store is not None
