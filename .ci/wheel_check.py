@@ -34,12 +34,13 @@ def main() -> int:
 
     package = Path(graphcore.__file__).resolve().parent
     assert "site-packages" in package.parts, f"graphcore imported from {package}, not from an installed wheel"
-    diffgraph = shutil.which("diffgraph")
-    assert diffgraph, "the wheel installed no diffgraph command"
+    diffgraph = Path(sys.executable).parent / "diffgraph"  # the venv's own command, whatever PATH says
+    assert diffgraph.is_file(), f"the wheel installed no {diffgraph}"
     work = Path(tempfile.mkdtemp(prefix="diffgraph-wheel-"))
     port = free_port()
     server = subprocess.Popen(
-        [diffgraph, "serve", "--port", str(port), "--data-dir", str(work / "data"), "--output-dir", str(work / "out")],
+        [str(diffgraph), "serve", "--port", str(port), "--data-dir", str(work / "data"),
+         "--output-dir", str(work / "out")],
         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -58,7 +59,7 @@ def main() -> int:
         assert "javascript" in kind and b"import" in module, (kind, module[:200])
         _, info = fetch(base + "/object_info")
         node_types = json.loads(info)
-        assert {"KSampler", "CheckpointLoaderSimple", "SaveImage"} <= node_types.keys(), sorted(node_types)[:10]
+        assert {"KSampler", "LoadCheckpoint", "SaveImage"} <= node_types.keys(), sorted(node_types)[:10]
         _, listing = fetch(base + "/workflows")
         examples = {w["name"] for w in json.loads(listing)["workflows"] if w["source"] == "example"}
         assert "txt2img" in examples, examples
